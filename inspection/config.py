@@ -1,0 +1,170 @@
+"""Typed configuration, parsed once and passed explicitly.
+
+This is the only module that reads configuration files. A YAML file may set any section; the
+environment may override single fields with ``WELDINSPECT_<SECTION>__<FIELD>`` (for example
+``WELDINSPECT_INGEST__MAX_PIXELS=20000000``). Unknown sections or fields are errors that name
+the valid ones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "WELDINSPECT_"
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid; the message says what and what is valid."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class IngestConfig(_Section):
+    """Decoding limits. ``max_pixels`` is checked from the header before decoding."""
+
+    max_pixels: int = Field(50_000_000, gt=0)
+    max_bytes: int = Field(200 * 1024 * 1024, gt=0)
+
+
+class QualityConfig(_Section):
+    """Quality gate thresholds (measured on a grayscale copy, long side resized to ``work_size``)."""
+
+    work_size: int = Field(512, ge=64)
+    blur_min_sharpness: float = Field(20.0, ge=0)
+    dark_max_mean: float = Field(35.0, ge=0, le=255)
+    bright_min_mean: float = Field(225.0, ge=0, le=255)
+    clipped_max_fraction: float = Field(0.35, ge=0, le=1)
+    seam_min_score: float = Field(0.15, ge=0, le=1)
+
+
+class PreprocessConfig(_Section):
+    """Seam localisation and the canonical strip fed to the model.
+
+    The strip is the oriented seam region, rotated horizontal, widened by ``margin`` on each side
+    (fraction of the bead width) and resized so that its height is ``strip_height``; strips longer
+    than ``tile_length`` are cut into tiles overlapping by ``tile_overlap``.
+    """
+
+    work_size: int = Field(512, ge=64)
+    margin: float = Field(0.6, ge=0)
+    min_width_fraction: float = Field(0.25, gt=0, le=1)
+    strip_height: int = Field(128, ge=16)
+    tile_length: int = Field(512, ge=16)
+    tile_overlap: float = Field(0.25, ge=0, lt=1)
+    max_tiles: int = Field(4, ge=1)
+
+
+class GradingConfig(_Section):
+    """Reference grades from counts: grade g is reached when count >= thresholds[g-1]."""
+
+    porosity_thresholds: tuple[int, int, int] = (1, 2, 4)
+    spatter_thresholds: tuple[int, int, int] = (1, 6, 21)
+
+    @field_validator("porosity_thresholds", "spatter_thresholds")
+    @classmethod
+    def _increasing(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if not (0 < v[0] < v[1] < v[2]):
+            msg = f"thresholds must be strictly increasing positive counts, got {v}"
+            raise ValueError(msg)
+        return v
+
+
+def default_home() -> Path:
+    """The data directory: ``$WELDINSPECT_HOME`` or ``~/.local/share/weldinspect``."""
+    env = os.environ.get(ENV_PREFIX + "HOME")
+    return Path(env) if env else Path.home() / ".local" / "share" / "weldinspect"
+
+
+class StoreConfig(_Section):
+    """Where inspections, evidence and images live. Empty ``url`` = SQLite in ``home``."""
+
+    home: Path = Field(default_factory=default_home)
+    url: str = ""
+
+    @property
+    def db_url(self) -> str:
+        return self.url or f"sqlite:///{self.home / 'weldinspect.db'}"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.home / "images"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+
+class ServiceConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    max_upload_bytes: int = Field(25 * 1024 * 1024, gt=0)
+    max_pixels: int = Field(50_000_000, gt=0)
+
+
+class AppConfig(_Section):
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    grading: GradingConfig = Field(default_factory=GradingConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
+
+
+def parse_config(data: Mapping[str, Any], source: str = "<config>") -> AppConfig:
+    """Validate a mapping into :class:`AppConfig`, raising :class:`ConfigError` with details."""
+    try:
+        return AppConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
+        )
+        valid = ", ".join(AppConfig.model_fields)
+        msg = f"invalid configuration in {source}: {problems} (sections: {valid})"
+        raise ConfigError(msg) from exc
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        section, _, name = key[len(ENV_PREFIX) :].lower().partition("__")
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> AppConfig:
+    """Read ``path`` (YAML, optional) and environment overrides into one :class:`AppConfig`."""
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            msg = f"config file {path} does not exist"
+            raise ConfigError(msg) from exc
+        except yaml.YAMLError as exc:
+            msg = f"config file {path} is not valid YAML: {exc}"
+            raise ConfigError(msg) from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            msg = f"config file {path} must hold a mapping of sections, got {type(loaded).__name__}"
+            raise ConfigError(msg)
+        data = loaded
+    for section, fields in _env_overrides(os.environ if environ is None else environ).items():
+        current = data.get(section) or {}
+        if not isinstance(current, dict):
+            msg = f"config section {section!r} in {source} must be a mapping"
+            raise ConfigError(msg)
+        data[section] = {**current, **fields}
+    return parse_config(data, source)
