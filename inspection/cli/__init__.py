@@ -30,11 +30,18 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-v info, -vv debug)."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="More log output (-v info, -vv debug)."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=int(os.environ.get("WELDINSPECT_LOG_LEVEL", level)), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=int(os.environ.get("WELDINSPECT_LOG_LEVEL", level)),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _register_all() -> None:

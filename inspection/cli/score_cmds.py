@@ -1,9 +1,103 @@
-"""CLI commands: score."""
+"""CLI commands: ``weldinspect score`` (batch scoring)."""
 
 from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to ``app``."""
+    """Add ``score`` to ``app``."""
+    app.command("score")(score_cmd)
+
+
+def score_cmd(
+    paths: list[Path] = typer.Argument(..., help="Images, folders or annotations.jsonl manifests."),
+    out: Path = typer.Option(..., "--out", "-o", help="results.jsonl, .csv or .parquet (resumed if it exists)."),
+    model: Path | None = typer.Option(None, "--model", help="Model artifact folder (default: the shipped model)."),
+    context: Path | None = typer.Option(
+        None, "--context", help="CSV or JSON joining welding parameters, serial, material, thickness, mm/px by image."
+    ),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
+    glob: str | None = typer.Option(None, "--glob", help="File name pattern for folders, e.g. '*.jpg'."),
+    workers: int = typer.Option(-1, "--workers", help="Decode/preprocess processes (-1: one per CPU core, 0: none)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per model batch and per fsync."),
+    ledger: str | None = typer.Option(
+        None, "--ledger", help="Write signed evidence records to this database URL ('default' = the local store)."
+    ),
+    station: str | None = typer.Option(None, "--station", help="Station id for evidence records and the signing key."),
+    backend: str = typer.Option("torch", "--backend", help="torch or onnx."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+) -> None:
+    """Score images into a results file. Exit code 0: all scored; 3: some errors; 2: bad usage."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from inspection.batch import UsageError, attach_contexts, expand_inputs, load_context_table, score
+    from inspection.pipeline import Inspector
+
+    err = Console(stderr=True)
+    try:
+        items = expand_inputs(paths, recursive=recursive, glob=glob)
+        if context is not None:
+            items = attach_contexts(items, load_context_table(context))
+    except UsageError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if not items:
+        err.print("[red]error:[/red] no images found in the given paths")
+        raise typer.Exit(2)
+    n_workers = (os.cpu_count() or 1) if workers < 0 else workers
+    inspector = Inspector.from_artifact(model, backend=backend)
+    hook = None
+    if ledger is not None:
+        from inspection.batch import ledger_hook
+
+        try:
+            hook = ledger_hook(ledger, station=station)
+        except ValueError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+    else:
+        from inspection.pipeline import recommendation_hook
+
+        hook = recommendation_hook
+    show = not quiet and sys.stderr.isatty()
+    progress = Progress(
+        TextColumn("scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.1f} img/s"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not show,
+    )
+    with progress:
+        task = progress.add_task("score", total=len(items), rate=0.0)
+
+        def on_progress(done: int, total: int) -> None:
+            elapsed = progress.tasks[0].elapsed or 0.0
+            progress.update(task, completed=done, rate=done / elapsed if elapsed else 0.0)
+
+        try:
+            summary = score(
+                items,
+                out,
+                inspector,
+                workers=n_workers,
+                batch_size=batch_size,
+                hook=hook,
+                keep_bytes=ledger is not None,
+                progress=on_progress,
+            )
+        except UsageError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+    if not quiet:
+        from inspection.cli.render import summary_table
+
+        Console().print(summary_table(summary, out))
+    raise typer.Exit(summary.exit_code)

@@ -1,0 +1,676 @@
+"""Batch scoring: folders, files and manifests -> one results file, resumable and crash-safe.
+
+Design
+------
+* Inputs are expanded into :class:`ScoreItem` (image path as given + optional context).
+* Decode, quality gate and preprocessing (:func:`inspection.pipeline.prepare`) run in worker
+  processes, overlapping with inference in the main process (:meth:`Inspector.finish`), with a
+  bounded window of work in flight so memory stays flat for any number of images.
+* Every record goes to a JSONL journal: one ``write`` per batch, then ``flush`` + ``fsync``. For a
+  ``.jsonl`` output the journal IS the output; for ``.csv`` / ``.parquet`` the journal is
+  ``<out>.journal.jsonl`` and the table is rendered from it (atomically) when the run ends.
+* Resume: running again with the same ``--out`` reads the journal (repairing a torn last line),
+  skips images already scored (by sha256; failed images by path) and appends.
+* Bad input never stops the batch: it becomes an ``error`` record naming the reason.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import csv
+import fnmatch
+import json
+import logging
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inspection.ingest import IngestError, image_sha256, read_image_bytes
+from inspection.pipeline import Inspector, PrepareConfig, Prepared, prepare
+from inspection.types import SCHEMA_VERSION, InspectionContext, InspectionResult
+
+log = logging.getLogger(__name__)
+
+RESULTS_SCHEMA_VERSION = "1.0"
+"""Version of the batch output record (see docs/results_schema.md)."""
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+OUTPUT_FORMATS = (".jsonl", ".csv", ".parquet")
+
+_CONTEXT_FIELDS = {
+    "process",
+    "material",
+    "thickness_mm",
+    "mm_per_px",
+    "quality_level",
+    "machine_serial",
+    "firmware",
+    "station_id",
+    "operator_id",
+    "part_id",
+    "seam_id",
+}
+_FLOAT_FIELDS = {"thickness_mm", "mm_per_px"}
+
+
+class UsageError(ValueError):
+    """Bad usage (missing input, unknown output format, unreadable context file): exit code 2."""
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    """One input image: ``image`` is the path as given (it appears in the output)."""
+
+    image: str
+    path: Path
+    context: InspectionContext | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------------
+
+
+def _matches(path: Path, glob: str | None) -> bool:
+    if glob:
+        return fnmatch.fnmatch(path.name, glob) or fnmatch.fnmatch(path.name.lower(), glob.lower())
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _manifest_items(path: Path) -> Iterator[ScoreItem]:
+    """Items of an ``annotations.jsonl`` manifest (images relative to the manifest's folder)."""
+    root = path.parent
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                image = str(row["image"])
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                log.warning("%s line %d: not a manifest record (%s); skipped", path, lineno, exc)
+                continue
+            ctx_fields = {
+                k: row[k]
+                for k in ("material", "thickness_mm", "mm_per_px", "machine_serial")
+                if row.get(k) is not None
+            }
+            params = row.get("params") or {}
+            context = _make_context(
+                {**ctx_fields, **({"params": params} if params else {})}, f"{path}:{lineno}"
+            )
+            yield ScoreItem(image=str(root / image), path=root / image, context=context)
+
+
+def expand_inputs(
+    paths: Sequence[str | Path], *, recursive: bool = False, glob: str | None = None
+) -> list[ScoreItem]:
+    """Expand files, folders (``recursive``, ``glob``) and ``*.jsonl`` manifests into items.
+
+    Raises :class:`UsageError` when a path does not exist.
+    """
+    items: list[ScoreItem] = []
+    for given in paths:
+        p = Path(given)
+        if p.is_dir():
+            found = p.rglob("*") if recursive else p.iterdir()
+            files = sorted(f for f in found if f.is_file() and _matches(f, glob))
+            items.extend(ScoreItem(image=str(f), path=f) for f in files)
+        elif p.is_file() and p.suffix.lower() == ".jsonl":
+            items.extend(_manifest_items(p))
+        elif p.is_file():
+            items.append(ScoreItem(image=str(given), path=p))
+        else:
+            msg = f"input {str(given)!r} does not exist (expected an image, a folder or an annotations.jsonl)"
+            raise UsageError(msg)
+    return items
+
+
+def _make_context(row: Mapping[str, Any], where: str) -> InspectionContext | None:
+    fields: dict[str, Any] = {}
+    params: dict[str, Any] = dict(row.get("params") or {})
+    for key, value in row.items():
+        if key in ("image", "params") or value is None or value == "":
+            continue
+        if key in _CONTEXT_FIELDS:
+            fields[key] = float(value) if key in _FLOAT_FIELDS else str(value)
+        else:
+            params[key] = _number_or_text(value)
+    if params:
+        fields["params"] = params
+    if not fields:
+        return None
+    try:
+        return InspectionContext(**fields)
+    except (TypeError, ValueError) as exc:
+        msg = f"invalid context for {where}: {exc}"
+        raise UsageError(msg) from exc
+
+
+def _number_or_text(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def load_context_table(path: Path) -> dict[str, InspectionContext]:
+    """Read a CSV or JSON context file keyed by image name (file name or path as given).
+
+    CSV: a header with ``image`` and any of the context fields; other columns become welding
+    parameters. JSON: a list of objects with ``image``, or an object mapping image name -> fields.
+    """
+    if not path.is_file():
+        msg = f"context file {path} does not exist"
+        raise UsageError(msg)
+    rows: list[Mapping[str, Any]]
+    try:
+        if path.suffix.lower() == ".csv":
+            with path.open(newline="", encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
+        elif path.suffix.lower() == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                rows = [{"image": k, **v} for k, v in data.items()]
+            elif isinstance(data, list):
+                rows = data
+            else:
+                msg = f"context file {path}: expected a list or an object, got {type(data).__name__}"
+                raise UsageError(msg)
+        else:
+            msg = f"context file {path}: unsupported type {path.suffix!r}; use .csv or .json"
+            raise UsageError(msg)
+    except (OSError, json.JSONDecodeError, csv.Error, UnicodeDecodeError) as exc:
+        msg = f"context file {path} could not be read: {exc}"
+        raise UsageError(msg) from exc
+    table: dict[str, InspectionContext] = {}
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, Mapping) or not row.get("image"):
+            msg = f"context file {path}: row {i} has no 'image' field"
+            raise UsageError(msg)
+        ctx = _make_context(row, f"{path} row {i}")
+        if ctx is not None:
+            table[str(row["image"])] = ctx
+    return table
+
+
+def attach_contexts(items: Sequence[ScoreItem], table: Mapping[str, InspectionContext]) -> list[ScoreItem]:
+    """Join contexts by the path as given, then by file name; manifest contexts are kept otherwise."""
+    out = []
+    for it in items:
+        ctx = table.get(it.image) or table.get(it.path.name) or it.context
+        out.append(ScoreItem(it.image, it.path, ctx))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Records
+# ----------------------------------------------------------------------------------------------
+
+
+def _head(result: InspectionResult, name: str) -> dict[str, Any] | None:
+    head = result.porosity if name == "porosity" else result.spatter
+    if head is None:
+        return None
+    return {
+        "grade": head.grade,
+        "probs": [round(p, 6) for p in head.probs],
+        "confidence": round(head.confidence, 6),
+    }
+
+
+def result_record(
+    image: str,
+    result: InspectionResult,
+    elapsed_ms: float,
+    *,
+    recommendation: Mapping[str, Any] | None = None,
+    evidence: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The batch output record for one graded (or review-routed) image."""
+    full = result.to_dict()
+    return {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "image": image,
+        "sha256": result.image_sha256,
+        "status": "review" if result.needs_review else "ok",
+        "error": None,
+        "porosity": _head(result, "porosity"),
+        "spatter": _head(result, "spatter"),
+        "needs_review": result.needs_review,
+        "review_reasons": list(result.review_reasons),
+        "findings": full["findings"],
+        "standards": full["standards"],
+        "quality": full["quality"],
+        "seam": full["seam"],
+        "recommendation": recommendation,
+        "evidence": evidence,
+        "model": full["model"],
+        "timings_ms": full["timings_ms"],
+        "result_schema_version": SCHEMA_VERSION,
+        "elapsed_ms": round(elapsed_ms, 3),
+    }
+
+
+def error_record(
+    image: str, code: str, message: str, sha256: str | None, model: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The batch output record for an image that could not be scored."""
+    return {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "image": image,
+        "sha256": sha256,
+        "status": "error",
+        "error": {"code": code, "message": message},
+        "porosity": None,
+        "spatter": None,
+        "needs_review": False,
+        "review_reasons": [],
+        "findings": [],
+        "standards": None,
+        "quality": None,
+        "seam": None,
+        "recommendation": None,
+        "evidence": None,
+        "model": dict(model),
+        "timings_ms": {},
+        "result_schema_version": SCHEMA_VERSION,
+        "elapsed_ms": 0.0,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Journal (crash-safe JSONL) and table rendering
+# ----------------------------------------------------------------------------------------------
+
+
+def journal_path(out: Path) -> Path:
+    return out if out.suffix.lower() == ".jsonl" else out.with_name(out.name + ".journal.jsonl")
+
+
+def read_journal(path: Path, *, repair: bool = True) -> list[dict[str, Any]]:
+    """Read a JSONL journal. A torn last line (bytes after the last newline: a write cut short by
+    a crash) is dropped, and cut off the file when ``repair`` is set. Any other unparsable line
+    is an error: the file is not ours or was edited.
+    """
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    cut = data.rfind(b"\n") + 1
+    if cut < len(data):
+        log.warning("results file %s: torn last line (%d bytes) removed", path, len(data) - cut)
+        if repair:
+            with path.open("r+b") as fh:
+                fh.truncate(cut)
+                fh.flush()
+                os.fsync(fh.fileno())
+    records: list[dict[str, Any]] = []
+    for lineno, raw in enumerate(data[:cut].split(b"\n")[:-1], 1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+        except ValueError as exc:
+            msg = f"results file {path} is corrupt at line {lineno}: {exc}"
+            raise UsageError(msg) from exc
+        if not isinstance(rec, dict):
+            msg = f"results file {path} line {lineno} is not a JSON object"
+            raise UsageError(msg)
+        records.append(rec)
+    return records
+
+
+class Journal:
+    """Append-only JSONL writer: one write + flush + fsync per batch."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fh = path.open("ab")
+
+    def write(self, records: Iterable[Mapping[str, Any]]) -> None:
+        blob = b"".join(
+            json.dumps(r, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n"
+            for r in records
+        )
+        if not blob:
+            return
+        self._fh.write(blob)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def flat_row(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """A flat row for CSV / Parquet (nested parts as JSON text)."""
+    row: dict[str, Any] = {
+        "schema_version": rec.get("schema_version"),
+        "image": rec.get("image"),
+        "sha256": rec.get("sha256"),
+        "status": rec.get("status"),
+        "error_code": (rec.get("error") or {}).get("code"),
+        "error_message": (rec.get("error") or {}).get("message"),
+    }
+    for name in ("porosity", "spatter"):
+        head = rec.get(name) or {}
+        probs = head.get("probs") or [None] * 4
+        row[f"{name}_grade"] = head.get("grade")
+        for k in range(4):
+            row[f"{name}_p{k}"] = probs[k]
+        row[f"{name}_confidence"] = head.get("confidence")
+    standards = rec.get("standards") or {}
+    model = rec.get("model") or {}
+    row.update(
+        {
+            "needs_review": rec.get("needs_review"),
+            "review_reasons": ";".join(rec.get("review_reasons") or []),
+            "n_porosity_findings": sum(1 for f in rec.get("findings") or [] if f.get("kind") == "porosity"),
+            "n_spatter_findings": sum(1 for f in rec.get("findings") or [] if f.get("kind") == "spatter"),
+            "standards_level": standards.get("level_reached"),
+            "findings_json": json.dumps(rec.get("findings") or []),
+            "standards_json": json.dumps(rec.get("standards")),
+            "recommendation_json": json.dumps(rec.get("recommendation")),
+            "evidence_json": json.dumps(rec.get("evidence")),
+            "model_name": model.get("name"),
+            "model_version": model.get("version"),
+            "model_sha256": model.get("sha256"),
+            "elapsed_ms": rec.get("elapsed_ms"),
+        }
+    )
+    return row
+
+
+def render_table(records: Sequence[Mapping[str, Any]], out: Path) -> None:
+    """Write ``records`` as CSV or Parquet to ``out`` atomically (temp file + rename)."""
+    rows = [flat_row(r) for r in records]
+    tmp = out.with_name(f".{out.name}.tmp")
+    if out.suffix.lower() == ".csv":
+        header = list(flat_row({}).keys())
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(rows)
+            fh.flush()
+            os.fsync(fh.fileno())
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        header = list(flat_row({}).keys())
+        table = (
+            pa.Table.from_pylist(rows, schema=_parquet_schema()) if rows else _parquet_schema().empty_table()
+        )
+        pq.write_table(table.select(header), tmp)
+    os.replace(tmp, out)
+
+
+def _parquet_schema() -> Any:
+    import pyarrow as pa
+
+    f64, i64, s = pa.float64(), pa.int64(), pa.string()
+    cols: list[tuple[str, Any]] = [
+        ("schema_version", s),
+        ("image", s),
+        ("sha256", s),
+        ("status", s),
+        ("error_code", s),
+        ("error_message", s),
+    ]
+    for name in ("porosity", "spatter"):
+        cols += (
+            [(f"{name}_grade", i64)]
+            + [(f"{name}_p{k}", f64) for k in range(4)]
+            + [(f"{name}_confidence", f64)]
+        )
+    cols += [
+        ("needs_review", pa.bool_()), ("review_reasons", s), ("n_porosity_findings", i64),
+        ("n_spatter_findings", i64), ("standards_level", s), ("findings_json", s), ("standards_json", s),
+        ("recommendation_json", s), ("evidence_json", s), ("model_name", s), ("model_version", s),
+        ("model_sha256", s), ("elapsed_ms", f64),
+    ]  # fmt: skip
+    return pa.schema(cols)
+
+
+# ----------------------------------------------------------------------------------------------
+# Workers
+# ----------------------------------------------------------------------------------------------
+
+_W_CFG: PrepareConfig | None = None
+_W_DONE: frozenset[str] = frozenset()
+_W_KEEP_BYTES = False
+
+
+def _init_worker(cfg: PrepareConfig, done: frozenset[str], keep_bytes: bool) -> None:
+    global _W_CFG, _W_DONE, _W_KEEP_BYTES
+    _W_CFG, _W_DONE, _W_KEEP_BYTES = cfg, done, keep_bytes
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except Exception:  # pragma: no cover - best effort
+        pass
+
+
+@dataclass(frozen=True, eq=False)
+class _Job:
+    """What a worker hands back for one item."""
+
+    item: ScoreItem
+    kind: str  # "prepared" | "skip" | "error"
+    prepared: Prepared | None = None
+    sha256: str | None = None
+    code: str = ""
+    message: str = ""
+    data: bytes | None = None
+    elapsed_ms: float = 0.0
+
+
+def _work(item: ScoreItem) -> _Job:
+    cfg = _W_CFG
+    if cfg is None:  # pragma: no cover - initializer always runs first
+        msg = "worker not initialised"
+        raise RuntimeError(msg)
+    t0 = time.perf_counter()
+    sha = None
+    try:
+        data = read_image_bytes(item.path, cfg.ingest)
+        sha = image_sha256(data)
+        if sha in _W_DONE:
+            return _Job(item, "skip", sha256=sha)
+        prepared = prepare(data, cfg, name=item.image, context=item.context)
+    except IngestError as exc:
+        return _Job(item, "error", sha256=sha, code=exc.code, message=str(exc))
+    except Exception as exc:  # a batch never dies on one bad image
+        log.exception("unexpected failure on %s", item.image)
+        return _Job(
+            item, "error", sha256=sha, code="internal", message=f"{item.image}: {type(exc).__name__}: {exc}"
+        )
+    return _Job(
+        item,
+        "prepared",
+        prepared=prepared,
+        sha256=sha,
+        data=data if _W_KEEP_BYTES else None,
+        elapsed_ms=(time.perf_counter() - t0) * 1000.0,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScoreSummary:
+    """What a run did (also printed as the summary table)."""
+
+    total: int = 0
+    scored: int = 0
+    skipped: int = 0
+    status: Counter[str] = field(default_factory=Counter)
+    porosity_grades: Counter[int] = field(default_factory=Counter)
+    spatter_grades: Counter[int] = field(default_factory=Counter)
+    review_reasons: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    stage_ms: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def images_per_s(self) -> float:
+        return self.scored / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, rec: Mapping[str, Any]) -> None:
+        self.scored += 1
+        self.status[rec["status"]] += 1
+        for name, counter in (("porosity", self.porosity_grades), ("spatter", self.spatter_grades)):
+            head = rec.get(name)
+            if head is not None:
+                counter[int(head["grade"])] += 1
+        self.review_reasons.update(rec.get("review_reasons") or [])
+        if rec.get("error"):
+            self.errors[rec["error"]["code"]] += 1
+        for stage, ms in (rec.get("timings_ms") or {}).items():
+            self.stage_ms[stage] += float(ms)
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 3 if self.status.get("error") else 0
+
+
+RecordHook = Callable[[ScoreItem, Prepared, InspectionResult, bytes | None], dict[str, Any]]
+"""Called for each graded image; returns extra fields (``recommendation``, ``evidence``)."""
+
+
+def score(
+    items: Sequence[ScoreItem],
+    out: Path,
+    inspector: Inspector,
+    *,
+    workers: int = 0,
+    batch_size: int = 32,
+    hook: RecordHook | None = None,
+    keep_bytes: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScoreSummary:
+    """Score ``items`` into ``out`` (``.jsonl``, ``.csv`` or ``.parquet``), resuming if it exists.
+
+    ``workers`` = 0 prepares images in this process; N > 0 uses N worker processes.
+    ``progress(done, total)`` is called after every batch.
+    """
+    if out.suffix.lower() not in OUTPUT_FORMATS:
+        msg = f"output {out} has unsupported extension {out.suffix!r}; valid: {', '.join(OUTPUT_FORMATS)}"
+        raise UsageError(msg)
+    if batch_size < 1:
+        msg = f"batch size must be >= 1, got {batch_size}"
+        raise UsageError(msg)
+    jpath = journal_path(out)
+    previous = read_journal(jpath)
+    done_sha = frozenset(r["sha256"] for r in previous if r.get("status") != "error" and r.get("sha256"))
+    done_err = {r["image"] for r in previous if r.get("status") == "error"}
+    todo = [it for it in items if it.image not in done_err]
+    summary = ScoreSummary(total=len(items), skipped=len(items) - len(todo))
+    model_info = {"name": inspector.grader.info.name, "version": inspector.grader.info.version,
+                  "sha256": inspector.grader.info.sha256}  # fmt: skip
+    t_start = time.perf_counter()
+    pending: list[_Job] = []
+
+    def flush(journal: Journal) -> None:
+        if not pending:
+            return
+        graded = [j for j in pending if j.kind == "prepared" and j.prepared is not None]
+        inspections = inspector.finish([j.prepared for j in graded if j.prepared is not None])
+        by_id = {id(j): ins for j, ins in zip(graded, inspections, strict=True)}
+        records = []
+        for job in pending:
+            if job.kind == "error":
+                records.append(error_record(job.item.image, job.code, job.message, job.sha256, model_info))
+                continue
+            ins = by_id[id(job)]
+            prepared = job.prepared
+            extra: dict[str, Any] = {}
+            if hook is not None and prepared is not None:
+                try:
+                    extra = hook(job.item, prepared, ins.result, job.data)
+                except Exception as exc:  # keep going; the record says what failed
+                    log.exception("post-processing hook failed on %s", job.item.image)
+                    records.append(error_record(job.item.image, "hook_failed", f"{job.item.image}: {exc}",
+                                                job.sha256, model_info))  # fmt: skip
+                    continue
+            elapsed = job.elapsed_ms + sum(
+                v for k, v in ins.result.timings_ms.items() if k not in ("decode", "preprocess", "quality")
+            )
+            records.append(result_record(job.item.image, ins.result, elapsed, **extra))
+        journal.write(records)
+        for r in records:
+            summary.add(r)
+        pending.clear()
+        if progress is not None:
+            progress(summary.scored + summary.skipped, summary.total)
+
+    try:
+        with Journal(jpath) as journal:
+            for job in _jobs(todo, inspector.prepare_config, done_sha, keep_bytes, workers, batch_size):
+                if job.kind == "skip":
+                    summary.skipped += 1
+                    continue
+                pending.append(job)
+                if len(pending) >= batch_size:
+                    flush(journal)
+            flush(journal)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        log.warning("interrupted: records written so far are kept; run again to resume")
+    finally:
+        summary.seconds = time.perf_counter() - t_start
+        if out.suffix.lower() != ".jsonl":
+            render_table(read_journal(jpath, repair=False), out)
+    return summary
+
+
+def _jobs(
+    items: Sequence[ScoreItem],
+    cfg: PrepareConfig,
+    done: frozenset[str],
+    keep_bytes: bool,
+    workers: int,
+    batch_size: int,
+) -> Iterator[_Job]:
+    """Prepared jobs in input order; with workers, a bounded window runs ahead of the consumer."""
+    if workers <= 0:
+        _init_worker(cfg, done, keep_bytes)
+        for it in items:
+            yield _work(it)
+        return
+    window = max(2 * batch_size, 4 * workers)
+    with cf.ProcessPoolExecutor(
+        max_workers=workers, initializer=_init_worker, initargs=(cfg, done, keep_bytes)
+    ) as pool:
+        queue: deque[cf.Future[_Job]] = deque()
+        it = iter(items)
+        try:
+            for item in it:
+                queue.append(pool.submit(_work, item))
+                if len(queue) >= window:
+                    yield queue.popleft().result()
+            while queue:
+                yield queue.popleft().result()
+        finally:
+            for fut in queue:
+                fut.cancel()

@@ -1,0 +1,266 @@
+"""Ingest: file path or bytes -> :data:`inspection.types.Image` (RGB uint8 ``(H, W, 3)``).
+
+Accepted formats: JPEG, PNG, BMP, TIFF (8- or 16-bit; grayscale, palette, RGB, RGBA, CMYK).
+Everything else is refused with a typed :class:`IngestError` whose ``code`` is one of
+:data:`ERROR_CODES`.
+
+Decisions (stated once, here):
+
+* **16-bit** samples are mapped to 8-bit by taking the high byte (``v >> 8``), i.e. scaling
+  0..65535 onto 0..255, never by clipping.
+* **Alpha** is dropped: the colour channels are kept exactly as stored (a photo's pixels are the
+  measurement; transparency is a display hint). Palette images are expanded first.
+* **EXIF orientation** (JPEG, TIFF, PNG eXIf) is applied, so the returned array is upright as a
+  viewer shows it; ``width``/``height`` are swapped for orientations 5-8.
+* **Pixel limit**: ``IngestConfig.max_pixels`` is checked from the header (Pillow's
+  ``Image.open`` reads only the header) before any pixel is decoded. Pillow's own decompression
+  bomb guard (``Image.MAX_IMAGE_PIXELS``, left at its default) is mapped to ``too_many_pixels``
+  too, so the effective limit is ``min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS)``.
+* **Truncated** files are refused (``truncated``), never padded with grey. This relies on
+  ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` being False (Pillow's default); if some other code set it
+  True, JPEGs without an end-of-image marker are still refused by an explicit check.
+
+This module is the I/O edge: :func:`decode_image` is pure (bytes in, array out) and
+:func:`read_image` adds the file system.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageFile, ImageOps, UnidentifiedImageError
+
+from inspection.config import IngestConfig
+from inspection.types import Image
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_FORMATS: Final[tuple[str, ...]] = ("JPEG", "PNG", "BMP", "TIFF")
+"""Pillow format names this module decodes."""
+
+ERROR_CODES: Final[tuple[str, ...]] = (
+    "empty",
+    "truncated",
+    "corrupt",
+    "unsupported_format",
+    "not_an_image",
+    "too_many_pixels",
+    "too_large",
+    "not_found",
+    "unreadable",
+)
+"""The stable machine codes an :class:`IngestError` may carry."""
+
+# Magic numbers of the supported formats (checked before asking Pillow).
+_MAGIC: Final[tuple[tuple[bytes, str], ...]] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+# Image formats we recognise but refuse (named in the error).
+_OTHER_MAGIC: Final[tuple[tuple[bytes, str], ...]] = (
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"8BPS", "PSD"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"II\xbc", "JPEG XR"),
+    (b"\xff\x0a", "JPEG XL"),
+    (b"\x00\x00\x00\x0cJXL ", "JPEG XL"),
+)
+
+
+class IngestError(ValueError):
+    """An input could not be turned into an :data:`Image`.
+
+    ``path`` names the file (or ``"<bytes>"``/the given name for in-memory data), ``code`` is a
+    stable machine code from :data:`ERROR_CODES` and ``reason`` a human sentence saying what was
+    wrong and what is valid. ``str(error)`` is ``"<path>: <reason>"``.
+    """
+
+    def __init__(self, path: str | Path, code: str, reason: str) -> None:
+        if code not in ERROR_CODES:
+            msg = f"unknown IngestError code {code!r}; valid: {', '.join(ERROR_CODES)}"
+            raise ValueError(msg)
+        self.path = str(path)
+        self.code = code
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self) -> tuple[type[IngestError], tuple[str, str, str]]:  # picklable across processes
+        return (IngestError, (self.path, self.code, self.reason))
+
+
+def image_sha256(data: bytes) -> str:
+    """Hex SHA-256 of the bytes as received (the identity used in results and evidence)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format named by the leading magic bytes (``"JPEG"``, ``"GIF"``...), or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[4:12] in (b"ftypavif", b"ftypheic", b"ftypheix", b"ftypmif1"):
+        return "AVIF/HEIF"
+    for magic, fmt in _MAGIC + _OTHER_MAGIC:
+        if data.startswith(magic):
+            return fmt
+    return None
+
+
+def read_image_bytes(path: str | Path, cfg: IngestConfig | None = None) -> bytes:
+    """Read a file's bytes, refusing missing, unreadable, empty or over-``max_bytes`` files."""
+    cfg = cfg or IngestConfig.model_validate({})
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError as exc:
+        raise IngestError(p, "not_found", "file does not exist") from exc
+    except OSError as exc:
+        raise IngestError(p, "unreadable", f"cannot stat file: {exc.strerror or exc}") from exc
+    if not p.is_file():
+        raise IngestError(p, "unreadable", "not a regular file (expected a JPEG, PNG, BMP or TIFF file)")
+    if size == 0:
+        raise IngestError(p, "empty", "file is empty (0 bytes)")
+    if size > cfg.max_bytes:
+        raise IngestError(p, "too_large", f"file has {size} bytes; the limit is max_bytes={cfg.max_bytes}")
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise IngestError(p, "unreadable", f"cannot read file: {exc.strerror or exc}") from exc
+
+
+def read_image(path: str | Path, cfg: IngestConfig | None = None) -> Image:
+    """Decode the image file at ``path`` into an RGB uint8 ``(H, W, 3)`` C-contiguous array.
+
+    Raises :class:`IngestError` (naming ``path``) for anything that is not a readable, complete
+    JPEG/PNG/BMP/TIFF within the configured limits.
+    """
+    data = read_image_bytes(path, cfg)
+    return decode_image(data, name=str(path), cfg=cfg)
+
+
+def decode_image(data: bytes, name: str = "<bytes>", cfg: IngestConfig | None = None) -> Image:
+    """Decode encoded image ``data`` into an RGB uint8 ``(H, W, 3)`` C-contiguous array.
+
+    ``name`` is used in error messages only. Pure: no file system access.
+    """
+    cfg = cfg or IngestConfig.model_validate({})
+    if len(data) == 0:
+        raise IngestError(name, "empty", "no data (0 bytes)")
+    if len(data) > cfg.max_bytes:
+        raise IngestError(
+            name, "too_large", f"data has {len(data)} bytes; the limit is max_bytes={cfg.max_bytes}"
+        )
+    valid = ", ".join(SUPPORTED_FORMATS)
+    sniffed = sniff_format(data)
+    if sniffed is not None and sniffed not in SUPPORTED_FORMATS:
+        raise IngestError(name, "unsupported_format", f"{sniffed} is not supported; valid formats: {valid}")
+
+    with warnings.catch_warnings():
+        # We enforce our own pixel limit below; Pillow's soft warning is noise.
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        pil = _open_header(data, name, sniffed, valid)
+        try:
+            fmt = pil.format or sniffed or "unknown"
+            if fmt not in SUPPORTED_FORMATS:
+                raise IngestError(
+                    name, "unsupported_format", f"{fmt} is not supported; valid formats: {valid}"
+                )
+            width, height = pil.size
+            if width < 1 or height < 1:
+                raise IngestError(name, "corrupt", f"header declares an empty image ({width} x {height})")
+            if width * height > cfg.max_pixels:
+                raise IngestError(
+                    name,
+                    "too_many_pixels",
+                    f"header declares {width} x {height} = {width * height} pixels; "
+                    f"the limit is max_pixels={cfg.max_pixels}",
+                )
+            if fmt == "JPEG" and ImageFile.LOAD_TRUNCATED_IMAGES and b"\xff\xd9" not in data[-4096:]:
+                raise IngestError(name, "truncated", "JPEG data ends without an end-of-image marker")
+            array = _decode_pixels(pil, name, fmt)
+        finally:
+            pil.close()
+    log.debug("decoded %s: %s %dx%d", name, array.shape, width, height)
+    return array
+
+
+def _open_header(data: bytes, name: str, sniffed: str | None, valid: str) -> PILImage.Image:
+    """``PIL.Image.open`` (header only), mapping every failure onto an :class:`IngestError`."""
+    try:
+        return PILImage.open(io.BytesIO(data), formats=None)
+    except PILImage.DecompressionBombError as exc:
+        raise IngestError(name, "too_many_pixels", f"header declares too many pixels ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        if sniffed is None:
+            raise IngestError(
+                name, "not_an_image", f"data is not a recognised image (valid formats: {valid})"
+            ) from exc
+        raise IngestError(
+            name, _damage_code(data, sniffed), f"{sniffed} header is damaged or incomplete"
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        code = _damage_code(data, sniffed) if sniffed else "not_an_image"
+        raise IngestError(name, code, f"cannot read image header: {exc}") from exc
+
+
+def _damage_code(data: bytes, fmt: str | None) -> str:
+    """``truncated`` when the data is short or lacks its end marker, else ``corrupt``."""
+    if len(data) < 64:
+        return "truncated"
+    if fmt == "JPEG" and b"\xff\xd9" not in data[-4096:]:
+        return "truncated"
+    if fmt == "PNG" and b"IEND" not in data[-32:]:
+        return "truncated"
+    return "corrupt"
+
+
+def _decode_pixels(pil: PILImage.Image, name: str, fmt: str) -> Image:
+    """Decode, apply EXIF orientation and convert any supported mode to RGB uint8."""
+    try:
+        pil.load()
+        upright = ImageOps.exif_transpose(pil) or pil
+    except PILImage.DecompressionBombError as exc:
+        raise IngestError(name, "too_many_pixels", f"too many pixels ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError) as exc:
+        text = str(exc)
+        code = "truncated" if "truncated" in text or isinstance(exc, EOFError) else "corrupt"
+        raise IngestError(name, code, f"cannot decode {fmt} data: {text or type(exc).__name__}") from exc
+    return _to_rgb8(upright, name, fmt)
+
+
+def _to_rgb8(pil: PILImage.Image, name: str, fmt: str) -> Image:
+    mode = pil.mode
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit (or 32-bit integer) grayscale: 0..65535 -> 0..255 by the high byte.
+        arr = np.asarray(pil)
+        gray = (np.clip(arr.astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
+        out = np.repeat(gray[:, :, None], 3, axis=2)
+    elif mode == "F":
+        raise IngestError(
+            name,
+            "unsupported_format",
+            f"{fmt} with floating-point pixels is not supported; valid: 8- or 16-bit integer samples",
+        )
+    else:
+        if mode in ("P", "PA"):
+            pil = pil.convert("RGBA")
+        if mode in ("LA", "La"):
+            pil = pil.convert("L")
+        # RGBA/RGBa/CMYK/YCbCr/L/1/... -> RGB; alpha is dropped (see module docstring).
+        out = np.asarray(pil.convert("RGB"))
+    out = np.ascontiguousarray(out, dtype=np.uint8)
+    if not out.flags.writeable:  # arrays viewing Pillow's buffer are read-only; hand out our own
+        out = out.copy()
+    return out

@@ -1,0 +1,285 @@
+"""The grading network: a truncated backbone, a stride-8 dense head and two CORAL grade heads.
+
+Input: ``(B, 3, H, W)`` float32, RGB scaled to [0, 1] then normalised with the artifact's mean/std
+(see :func:`normalize_tiles`); H and W should be multiples of 16 (the shipped tiles are 128 x 512).
+
+Layout::
+
+    backbone -> c8 (stride 8), c16 (stride 16)
+    neck:  1x1(c8) + upsample(1x1(c16)) -> depthwise-separable 3x3 -> F (stride 8)
+    dense: 3x3 conv -> 1x1 -> heatmap_logits (B, 2, H/8, W/8), size (B, 2, H/8, W/8)
+    global: 1x1 expand(c16) -> [avg, max] pool -> linear -> embedding (B, embed_dim)
+    grade heads (CORAL, one per label) on [embedding, heatmap summary] -> logits (B, 3)
+
+torchvision backbones are built with ``weights=None`` (nothing is downloaded) and cut after their
+stride-16 stage, so the expensive stride-32 stages are never run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from inspection.model.ordinal import NUM_THRESHOLDS
+from inspection.model.postprocess import OodStats
+
+ARCHITECTURES: tuple[str, ...] = ("mobilenet_v3_large", "resnet18", "efficientnet_b0", "tiny")
+"""Registered backbone names."""
+
+HEATMAP_STRIDE = 8
+"""Input pixels per heatmap cell."""
+
+NUM_HEADS = 2
+"""Graded labels / heatmap channels: 0 = porosity, 1 = spatter."""
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+_WIDTH_ARCHS = ("mobilenet_v3_large", "tiny")
+_HEATMAP_PRIOR = 0.1  # initial heatmap probability (CenterNet bias init)
+
+
+class GraderOutput(NamedTuple):
+    """Raw network outputs for a batch of B tiles of H x W input pixels.
+
+    * ``porosity_logits``, ``spatter_logits``: ``(B, 3)`` CORAL cumulative logits,
+      ``sigmoid = P(grade > k)`` for k = 0, 1, 2.
+    * ``heatmap_logits``: ``(B, 2, H/8, W/8)`` centre-heatmap logits (channel 0 porosity,
+      1 spatter); sigmoid gives the heatmap.
+    * ``size``: ``(B, 2, H/8, W/8)`` predicted object diameter in input pixels (> 0).
+    * ``embedding``: ``(B, embed_dim)`` pooled features for out-of-distribution scoring.
+    """
+
+    porosity_logits: torch.Tensor
+    spatter_logits: torch.Tensor
+    heatmap_logits: torch.Tensor
+    size: torch.Tensor
+    embedding: torch.Tensor
+
+
+class _Backbone(nn.Module):
+    """Runs ``stage8`` then ``stage16`` and returns both feature maps (strides 8 and 16)."""
+
+    def __init__(self, stage8: nn.Module, stage16: nn.Module) -> None:
+        super().__init__()
+        self.stage8 = stage8
+        self.stage16 = stage16
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c8 = self.stage8(x)
+        return c8, self.stage16(c8)
+
+
+def _conv_bn_act(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+def _channels(value: float, width_mult: float, divisor: int = 8) -> int:
+    return max(divisor, round(value * width_mult / divisor) * divisor)
+
+
+def _tiny_backbone(width_mult: float) -> _Backbone:
+    c = [_channels(v, width_mult) for v in (16, 24, 32, 48)]
+    stage8 = nn.Sequential(
+        _conv_bn_act(3, c[0], stride=2),
+        _conv_bn_act(c[0], c[1], stride=2),
+        _conv_bn_act(c[1], c[2], stride=2),
+    )
+    stage16 = _conv_bn_act(c[2], c[3], stride=2)
+    return _Backbone(stage8, stage16)
+
+
+def _make_backbone(arch: str, width_mult: float) -> _Backbone:
+    if arch == "tiny":
+        return _tiny_backbone(width_mult)
+    if arch == "mobilenet_v3_large":
+        mnet = torchvision.models.mobilenet_v3_large(weights=None, width_mult=width_mult)
+        return _Backbone(mnet.features[:7], mnet.features[7:13])  # 40*w ch @ /8, 112*w ch @ /16
+    if arch == "efficientnet_b0":
+        enet = torchvision.models.efficientnet_b0(weights=None)
+        return _Backbone(enet.features[:4], enet.features[4:6])  # 40 ch @ /8, 112 ch @ /16
+    if arch == "resnet18":
+        rnet = torchvision.models.resnet18(weights=None)
+        stage8 = nn.Sequential(rnet.conv1, rnet.bn1, rnet.relu, rnet.maxpool, rnet.layer1, rnet.layer2)
+        return _Backbone(stage8, rnet.layer3)  # 128 ch @ /8, 256 ch @ /16
+    msg = f"Unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}"
+    raise ValueError(msg)
+
+
+class CoralHead(nn.Module):
+    """CORAL head: one shared weight vector and ``K - 1`` ordered biases -> ``(B, K - 1)`` logits."""
+
+    def __init__(self, in_features: int, num_thresholds: int = NUM_THRESHOLDS) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, 1, bias=False)
+        self.bias = nn.Parameter(torch.linspace(0.5, -1.5, num_thresholds))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) + self.bias
+
+
+def _init_bias(conv: nn.Conv2d, value: float) -> None:
+    if conv.bias is not None:
+        nn.init.constant_(conv.bias, value)
+
+
+class GraderNet(nn.Module):
+    """Porosity/spatter grader: ``(B, 3, H, W)`` normalised input -> :class:`GraderOutput`.
+
+    OOD statistics (``ood_mean (D,)``, ``ood_precision (D, D)``, ``ood_count ()``) are persistent
+    buffers, so they travel in the state dict / artifact; they are not used by :meth:`forward`.
+    """
+
+    ood_mean: torch.Tensor
+    ood_precision: torch.Tensor
+    ood_count: torch.Tensor
+
+    def __init__(
+        self,
+        backbone: _Backbone,
+        *,
+        arch: str,
+        width_mult: float,
+        embed_dim: int,
+        neck_channels: int,
+        expand_channels: int,
+    ) -> None:
+        super().__init__()
+        self.arch = arch
+        self.width_mult = width_mult
+        self.embed_dim = embed_dim
+        self.stride = HEATMAP_STRIDE
+        self.backbone = backbone
+        with torch.no_grad():
+            was_training = backbone.training
+            backbone.eval()
+            c8, c16 = backbone(torch.zeros(1, 3, 32, 32))
+            backbone.train(was_training)
+        ch8, ch16 = int(c8.shape[1]), int(c16.shape[1])
+        f = neck_channels
+        self.lateral8 = nn.Conv2d(ch8, f, 1)
+        self.lateral16 = nn.Conv2d(ch16, f, 1)
+        self.fuse = nn.Sequential(_conv_bn_act(f, f, 3, groups=f), _conv_bn_act(f, f, 1))
+        self.dense = _conv_bn_act(f, f, 3)
+        self.heatmap = nn.Conv2d(f, NUM_HEADS, 1)
+        self.size_head = nn.Conv2d(f, NUM_HEADS, 1)
+        _init_bias(self.heatmap, float(np.log(_HEATMAP_PRIOR / (1 - _HEATMAP_PRIOR))))
+        _init_bias(self.size_head, float(np.log(np.e - 1.0)))  # softplus(bias) * stride = 1 cell
+        self.expand = _conv_bn_act(ch16, expand_channels, 1)
+        self.embed = nn.Sequential(nn.Linear(2 * expand_channels, embed_dim), nn.Hardswish())
+        summary = 2 * NUM_HEADS  # per class: max heatmap logit, log1p(sum of sigmoid heatmap)
+        self.porosity_head = CoralHead(embed_dim + summary)
+        self.spatter_head = CoralHead(embed_dim + summary)
+        self.register_buffer("ood_mean", torch.zeros(embed_dim, dtype=torch.float64))
+        self.register_buffer("ood_precision", torch.eye(embed_dim, dtype=torch.float64))
+        self.register_buffer("ood_count", torch.zeros((), dtype=torch.int64))
+
+    def forward(self, x: torch.Tensor) -> GraderOutput:
+        """``x`` ``(B, 3, H, W)`` normalised float32 -> :class:`GraderOutput` (shapes documented there)."""
+        c8, c16 = self.backbone(x)
+        up = F.interpolate(self.lateral16(c16), size=c8.shape[-2:], mode="nearest")
+        feat = self.fuse(self.lateral8(c8) + up)
+        dense = self.dense(feat)
+        heatmap_logits = self.heatmap(dense)
+        size = F.softplus(self.size_head(dense)) * float(self.stride)
+        deep = self.expand(c16)
+        pooled = torch.cat([deep.mean(dim=(2, 3)), deep.amax(dim=(2, 3))], dim=1)
+        embedding = self.embed(pooled)
+        hm_max = heatmap_logits.amax(dim=(2, 3))
+        hm_mass = torch.log1p(torch.sigmoid(heatmap_logits).sum(dim=(2, 3)))
+        head_in = torch.cat([embedding, hm_max, hm_mass], dim=1)
+        return GraderOutput(
+            porosity_logits=self.porosity_head(head_in),
+            spatter_logits=self.spatter_head(head_in),
+            heatmap_logits=heatmap_logits,
+            size=size,
+            embedding=embedding,
+        )
+
+    def set_ood_stats(self, stats: OodStats) -> None:
+        """Store training-embedding statistics (from :meth:`OodStats.fit`) in the buffers."""
+        if stats.dim != self.embed_dim:
+            msg = f"OOD statistics have dimension {stats.dim}, the network's embedding has {self.embed_dim}"
+            raise ValueError(msg)
+        with torch.no_grad():
+            self.ood_mean.copy_(torch.from_numpy(stats.mean))
+            self.ood_precision.copy_(torch.from_numpy(stats.precision))
+            self.ood_count.fill_(stats.count)
+
+    def ood_stats(self) -> OodStats:
+        """The stored OOD statistics (identity with ``count = 0`` until :meth:`set_ood_stats`)."""
+        return OodStats(
+            self.ood_mean.detach().cpu().double().numpy().copy(),
+            self.ood_precision.detach().cpu().double().numpy().copy(),
+            int(self.ood_count.item()),
+        )
+
+
+_HEAD_SIZES = {  # arch -> (neck channels, expand channels) at width_mult 1.0
+    "tiny": (32, 64),
+    "mobilenet_v3_large": (64, 256),
+    "efficientnet_b0": (64, 256),
+    "resnet18": (96, 256),
+}
+
+
+def build_model(arch: str, *, width_mult: float = 1.0, embed_dim: int = 128) -> GraderNet:
+    """A randomly initialised :class:`GraderNet` (torchvision backbones use ``weights=None``).
+
+    ``width_mult`` scales the channels of ``mobilenet_v3_large`` and ``tiny`` (and their heads);
+    the other architectures only accept 1.0. Raises ValueError naming the valid choices.
+    """
+    if arch not in ARCHITECTURES:
+        msg = f"Unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}"
+        raise ValueError(msg)
+    if not (np.isfinite(width_mult) and 0.1 <= width_mult <= 4.0):
+        msg = f"width_mult must be in [0.1, 4.0], got {width_mult!r}"
+        raise ValueError(msg)
+    if arch not in _WIDTH_ARCHS and width_mult != 1.0:
+        scalable = ", ".join(_WIDTH_ARCHS)
+        msg = f"width_mult {width_mult} is not supported for {arch!r} (only 1.0); scalable: {scalable}"
+        raise ValueError(msg)
+    if not 8 <= embed_dim <= 4096:
+        msg = f"embed_dim must be in 8..4096, got {embed_dim}"
+        raise ValueError(msg)
+    neck, expand = _HEAD_SIZES[arch]
+    return GraderNet(
+        _make_backbone(arch, width_mult),
+        arch=arch,
+        width_mult=width_mult,
+        embed_dim=embed_dim,
+        neck_channels=_channels(neck, width_mult),
+        expand_channels=_channels(expand, width_mult),
+    )
+
+
+def normalize_tiles(
+    tiles: npt.NDArray[np.uint8], mean: Sequence[float], std: Sequence[float]
+) -> npt.NDArray[np.float32]:
+    """uint8 RGB tiles ``(N, H, W, 3)`` -> float32 network input ``(N, 3, H, W)``.
+
+    Pixels are scaled to [0, 1], then ``(x - mean) / std`` per channel (mean/std in [0, 1] units,
+    RGB order). Shared by training and serving so both normalise identically.
+    """
+    arr = np.asarray(tiles)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
+        msg = f"tiles must be uint8 of shape (N, H, W, 3) RGB, got {arr.dtype} {arr.shape}"
+        raise ValueError(msg)
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        msg = f"mean and std need 3 values with std > 0, got mean={list(mean)} std={list(std)}"
+        raise ValueError(msg)
+    m = np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1) * 255.0
+    inv = 1.0 / (np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1) * 255.0)
+    x = arr.transpose(0, 3, 1, 2).astype(np.float32)
+    return np.ascontiguousarray((x - m) * inv)

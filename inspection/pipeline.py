@@ -1,0 +1,363 @@
+"""The Inspector: one path from an image to a graded :class:`InspectionResult`.
+
+Batch scoring, the evidence ledger, recommendations and the station service all go through here.
+The work is split in two stages so callers can parallelise the first:
+
+* :func:`prepare` (pure CPU, no model, picklable in and out): decode, quality gate, seam
+  localisation and tiles. Batch scoring runs it in worker processes.
+* :meth:`Inspector.finish` (the model): batched inference over the prepared tiles, grade decisions,
+  findings in source pixels (and mm), standards verdicts, review routing.
+
+``Inspector.inspect`` and ``Inspector.inspect_many`` chain both for ordinary callers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from inspection.config import AppConfig, IngestConfig, PreprocessConfig, QualityConfig
+from inspection.ingest import decode_image, image_sha256, read_image_bytes
+from inspection.model.postprocess import combine_tile_probs, decide, decode_peaks
+from inspection.model.runtime import Grader, RawPrediction
+from inspection.preprocess import Preprocessed, preprocess, tile_to_source
+from inspection.quality import assess_quality
+from inspection.standards import assess as assess_standards
+from inspection.types import (
+    Defect,
+    Finding,
+    Image,
+    InspectionContext,
+    InspectionResult,
+    QualityVerdict,
+    check_image,
+)
+
+log = logging.getLogger(__name__)
+
+ImageInput = Image | bytes | Path | str
+"""What ``inspect`` accepts: an RGB array (the contract), encoded bytes, or a file path."""
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """The configuration :func:`prepare` needs (picklable, so worker processes can receive it)."""
+
+    ingest: IngestConfig
+    quality: QualityConfig
+    preprocess: PreprocessConfig
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """An image after decode, quality gate and preprocessing, ready for the model.
+
+    ``pre`` is None only when the quality gate failed (the image is not graded).
+    """
+
+    name: str
+    sha256: str
+    width: int
+    height: int
+    quality: QualityVerdict
+    pre: Preprocessed | None
+    context: InspectionContext | None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class Inspection:
+    """A result plus the dense maps behind it (for overlays): ``heatmaps`` is ``(2, H, W)``
+    float32 in source pixels (channel 0 porosity, 1 spatter), or None when not graded."""
+
+    result: InspectionResult
+    heatmaps: npt.NDArray[np.float32] | None
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000.0, 3)
+
+
+def prepare(
+    image: ImageInput,
+    cfg: PrepareConfig,
+    *,
+    name: str | None = None,
+    context: InspectionContext | None = None,
+) -> Prepared:
+    """Decode (if needed), run the quality gate and preprocess one image.
+
+    Raises :class:`inspection.ingest.IngestError` (naming the file and the reason) when the input
+    cannot be decoded.
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if isinstance(image, np.ndarray):
+        arr = check_image(image, name or "image")
+        sha = hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+        label = name or "<array>"
+    else:
+        if isinstance(image, bytes):
+            data = image
+            label = name or "<bytes>"
+        else:
+            label = name or str(image)
+            data = read_image_bytes(Path(image), cfg.ingest)
+        sha = image_sha256(data)
+        arr = decode_image(data, name=label, cfg=cfg.ingest)
+    timings["decode"] = _ms(t0)
+
+    t0 = time.perf_counter()
+    pre = preprocess(arr, cfg.preprocess)
+    timings["preprocess"] = _ms(t0)
+
+    t0 = time.perf_counter()
+    quality = assess_quality(arr, cfg.quality, seam_score=pre.seam_score)
+    timings["quality"] = _ms(t0)
+
+    height, width = arr.shape[:2]
+    return Prepared(
+        name=label,
+        sha256=sha,
+        width=int(width),
+        height=int(height),
+        quality=quality,
+        pre=pre if quality.ok else None,
+        context=context,
+        timings_ms=timings,
+    )
+
+
+class Inspector:
+    """Grades weld-seam images with one model artifact.
+
+    >>> inspector = Inspector.from_artifact()            # the shipped default model
+    >>> result = inspector.inspect("seam.jpg")           # doctest: +SKIP
+    >>> result.porosity.grade, result.needs_review       # doctest: +SKIP
+    """
+
+    def __init__(self, grader: Grader, config: AppConfig | None = None) -> None:
+        self.grader = grader
+        self.app_config = config or AppConfig()
+        model_cfg = grader.config
+        self.prepare_config = PrepareConfig(
+            ingest=self.app_config.ingest,
+            quality=self.app_config.quality,
+            preprocess=PreprocessConfig.model_validate(model_cfg.preprocess),
+        )
+        self.config_sha256 = grader.config_sha256
+
+    @classmethod
+    def from_artifact(
+        cls,
+        path: Path | str | None = None,
+        *,
+        backend: str = "torch",
+        config: AppConfig | None = None,
+        threads: int | None = None,
+    ) -> Inspector:
+        """Load a model artifact directory (None = the shipped default model)."""
+        grader = Grader.load(None if path is None else Path(path), backend=backend, threads=threads)  # type: ignore[arg-type]
+        return cls(grader, config)
+
+    # -- convenience ----------------------------------------------------------------------------
+    def inspect(
+        self, image: ImageInput, context: InspectionContext | None = None, *, name: str | None = None
+    ) -> InspectionResult:
+        """Inspect one image (array, bytes or path)."""
+        return self.inspect_detailed(image, context, name=name).result
+
+    def inspect_detailed(
+        self, image: ImageInput, context: InspectionContext | None = None, *, name: str | None = None
+    ) -> Inspection:
+        """Like :meth:`inspect`, also returning the source-space heatmaps for overlays."""
+        prepared = prepare(image, self.prepare_config, name=name, context=context)
+        return self.finish([prepared], with_maps=True)[0]
+
+    def inspect_many(
+        self,
+        images: Iterable[ImageInput],
+        contexts: Sequence[InspectionContext | None] | None = None,
+        *,
+        batch_size: int = 32,
+    ) -> list[InspectionResult]:
+        """Inspect several images, running the model in batches of ``batch_size`` images."""
+        items = list(images)
+        ctxs = list(contexts) if contexts is not None else [None] * len(items)
+        if len(ctxs) != len(items):
+            msg = f"got {len(items)} images but {len(ctxs)} contexts"
+            raise ValueError(msg)
+        out: list[InspectionResult] = []
+        for start in range(0, len(items), batch_size):
+            chunk = [
+                prepare(img, self.prepare_config, context=ctx)
+                for img, ctx in zip(
+                    items[start : start + batch_size], ctxs[start : start + batch_size], strict=True
+                )
+            ]
+            out.extend(r.result for r in self.finish(chunk))
+        return out
+
+    # -- model stage ----------------------------------------------------------------------------
+    def finish(self, batch: Sequence[Prepared], *, with_maps: bool = False) -> list[Inspection]:
+        """Run the model over the tiles of ``batch`` at once and build the results."""
+        tiles: list[np.ndarray] = []
+        owners: list[int] = []
+        for i, p in enumerate(batch):
+            if p.pre is None:
+                continue
+            for t in p.pre.tiles:
+                tiles.append(t.image)
+                owners.append(i)
+        raw: RawPrediction | None = None
+        model_ms = 0.0
+        if tiles:
+            t0 = time.perf_counter()
+            raw = self.grader.predict(np.stack(tiles))
+            model_ms = _ms(t0)
+        owner_arr = np.asarray(owners, dtype=np.int64)
+        n_tiles = max(len(tiles), 1)
+        results = []
+        for i, p in enumerate(batch):
+            idx = np.flatnonzero(owner_arr == i)
+            share = model_ms * len(idx) / n_tiles
+            results.append(self._build(p, raw, idx, share, with_maps))
+        return results
+
+    def _build(
+        self,
+        p: Prepared,
+        raw: RawPrediction | None,
+        idx: npt.NDArray[np.int64],
+        model_ms: float,
+        with_maps: bool,
+    ) -> Inspection:
+        cfg = self.grader.config
+        timings = dict(p.timings_ms)
+        reasons = [f"quality:{r}" for r in p.quality.reasons]
+        porosity = spatter = None
+        findings: list[Finding] = []
+        ood: float | None = None
+        maps = None
+        if p.pre is not None and raw is not None and len(idx):
+            timings["model"] = round(model_ms, 3)
+            t0 = time.perf_counter()
+            heads = {}
+            for defect, probs in ((Defect.POROSITY, raw.porosity_probs), (Defect.SPATTER, raw.spatter_probs)):
+                combined = combine_tile_probs(probs[idx])
+                head, abstained = decide(combined, cfg.abstain_rule(defect.value))
+                heads[defect] = head
+                if abstained:
+                    reasons.append(f"abstain:{defect.value}")
+            porosity, spatter = heads[Defect.POROSITY], heads[Defect.SPATTER]
+            findings = self._findings(p, raw, idx)
+            ood = float(np.max(raw.ood_scores[idx]))
+            if ood > cfg.ood_threshold:
+                reasons.append("out_of_distribution")
+            if with_maps:
+                maps = self._source_maps(p, raw, idx)
+            timings["postprocess"] = _ms(t0)
+        t0 = time.perf_counter()
+        standards = None
+        if p.pre is not None:
+            seam_len = p.pre.strip.region.length if p.pre.region is not None else None
+            standards = assess_standards(findings, p.context, seam_length_px=seam_len)
+        timings["standards"] = _ms(t0)
+        result = InspectionResult(
+            image_sha256=p.sha256,
+            width=p.width,
+            height=p.height,
+            quality=p.quality,
+            seam=None if p.pre is None else p.pre.region,
+            porosity=porosity,
+            spatter=spatter,
+            findings=tuple(findings),
+            standards=standards,
+            needs_review=bool(reasons),
+            review_reasons=tuple(dict.fromkeys(reasons)),
+            model=self.grader.info,
+            timings_ms=timings,
+            ood_score=ood,
+            context=p.context,
+        )
+        return Inspection(result, maps)
+
+    def _findings(self, p: Prepared, raw: RawPrediction, idx: npt.NDArray[np.int64]) -> list[Finding]:
+        """Heatmap peaks of every tile, mapped to source pixels, de-duplicated across overlaps."""
+        cfg = self.grader.config
+        pre = p.pre
+        if pre is None:
+            return []
+        stride = cfg.heatmap_stride
+        mm = p.context.mm_per_px if p.context is not None else None
+        out: list[Finding] = []
+        for channel, defect in enumerate((Defect.POROSITY, Defect.SPATTER)):
+            cands: list[tuple[float, float, float, float, float]] = []  # x, y, d, score, along
+            for k, tile in zip(idx, pre.tiles, strict=True):
+                peaks = decode_peaks(
+                    raw.heatmaps[k, channel],
+                    raw.sizes[k, channel],
+                    threshold=cfg.peak_threshold(defect.value),
+                    stride=stride,
+                    min_distance=cfg.peak_min_distance,
+                )
+                for pk in peaks:
+                    if pk.u >= tile.valid:  # padding columns are not strip content
+                        continue
+                    xy = tile_to_source(tile, pre.strip, [[pk.u, pk.v]])[0]
+                    d_src = pk.diameter_px * tile.u_scale / pre.strip.scale
+                    along = float(pre.strip.along_seam([xy])[0])
+                    cands.append((float(xy[0]), float(xy[1]), float(d_src), pk.score, along))
+            cands.sort(key=lambda c: -c[3])
+            kept: list[tuple[float, float, float, float, float]] = []
+            for c in cands:
+                if all((c[0] - q[0]) ** 2 + (c[1] - q[1]) ** 2 > (max(c[2], q[2]) / 2) ** 2 for q in kept):
+                    kept.append(c)
+            for x, y, d, score, along in kept:
+                out.append(
+                    Finding(
+                        kind=defect,
+                        x=round(x, 2),
+                        y=round(y, 2),
+                        diameter_px=round(d, 2),
+                        score=round(score, 4),
+                        along_seam=round(along, 4),
+                        diameter_mm=None if mm is None else round(d * mm, 3),
+                        x_mm=None if mm is None else round(x * mm, 3),
+                        y_mm=None if mm is None else round(y * mm, 3),
+                    )
+                )
+        return out
+
+    def _source_maps(
+        self, p: Prepared, raw: RawPrediction, idx: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32] | None:
+        """Heatmaps warped back to source pixels (max over overlapping tiles), ``(2, H, W)``."""
+        import cv2
+
+        pre = p.pre
+        if pre is None:
+            return None
+        strip = pre.strip
+        out = np.zeros((2, p.height, p.width), np.float32)
+        inv = strip.inverse
+        for k, tile in zip(idx, pre.tiles, strict=True):
+            hm = raw.heatmaps[k]  # (2, h, w)
+            th, tw = tile.image.shape[:2]
+            for c in range(2):
+                up = cv2.resize(hm[c].astype(np.float32), (tw, th), interpolation=cv2.INTER_LINEAR)
+                up[:, tile.valid :] = 0.0
+                # tile -> strip: u = u0 + x * u_scale ; compose with strip -> source.
+                a = np.array([[tile.u_scale, 0.0, tile.u0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+                s2src = np.vstack([inv, [0.0, 0.0, 1.0]])
+                m = (s2src @ a)[:2]
+                warped = cv2.warpAffine(up, m, (p.width, p.height), flags=cv2.INTER_LINEAR, borderValue=0.0)
+                np.maximum(out[c], warped, out=out[c])
+        return out

@@ -1,0 +1,632 @@
+"""Seam localisation, the canonical horizontal seam strip and fixed-size model tiles.
+
+Pipeline (pure functions of arrays, deterministic, no I/O)::
+
+    image (H, W, 3) RGB uint8
+      -> locate_seam      -> SeamRegion (oriented band around the bead, score in [0, 1])
+      -> extract_strip    -> Strip (strip_height, L, 3): seam runs left to right, + coordinate maps
+      -> make_tiles       -> Tile (strip_height, tile_length, 3) each, + offsets
+    preprocess() runs all three (with a whole-image fallback when no seam is found). Training and
+    inference use exactly this path.
+
+Coordinates follow the image contract (``inspection.types``): continuous ``(x, y)`` with the
+origin at the top-left corner of the top-left pixel, so pixel ``(col, row)`` has its centre at
+``(col + 0.5, row + 0.5)``. The same convention holds in strip ``(u, v)`` and tile coordinates.
+
+Seam localisation works on a grayscale copy whose long side is ``cfg.work_size``: a local
+high-frequency "texture energy" map (bead ripples and pores are high-frequency; base metal is
+smoother) is projected, for every candidate seam direction, onto the axis across the seam. The
+direction whose across-seam profile explains most of the energy variance (the correlation ratio
+eta^2, a Radon-like search) is the seam direction; the bead band is the contiguous run of the
+smoothed profile around its peak above ``BAND_LEVEL`` of the way from baseline to peak.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from inspection.config import PreprocessConfig
+from inspection.types import Box, Image, SeamRegion, check_image
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+
+GRID_SIZE = 96
+"""Long side (cells) of the energy grid the angle search projects (speed vs angular precision)."""
+COARSE_STEP_DEG = 4.0
+"""Angle step of the coarse search over [-90, 90); a fine search at 1 deg follows around the best."""
+BAND_LEVEL = 0.4
+"""Band threshold: fraction of the way from the profile baseline to its peak (lower = wider band)."""
+BAND_GAP_FRACTION = 0.04
+"""Gaps below threshold shorter than this fraction of the across-seam extent are bridged."""
+MIN_ENERGY = 1e-3
+"""Mean texture energy (grey levels) below which the image is treated as featureless (no seam)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Result types
+# --------------------------------------------------------------------------------------------
+
+
+def _as_points(points: npt.ArrayLike) -> FloatArray:
+    arr = np.asarray(points, dtype=np.float64)
+    if arr.ndim == 1 and arr.shape[0] == 2:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        msg = f"points must have shape (N, 2) of (x, y), got {arr.shape}"
+        raise ValueError(msg)
+    return arr
+
+
+def _apply(matrix: FloatArray, points: FloatArray) -> FloatArray:
+    out: FloatArray = points @ matrix[:, :2].T + matrix[:, 2]
+    return out
+
+
+def _box_corners(box: Box) -> FloatArray:
+    return np.array([[box.x0, box.y0], [box.x1, box.y0], [box.x1, box.y1], [box.x0, box.y1]], np.float64)
+
+
+def _bbox(points: FloatArray, label: str) -> Box:
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    return Box(float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]), label)
+
+
+@dataclass(frozen=True, eq=False)
+class Strip:
+    """The canonical seam strip: the seam runs left to right, across-seam is vertical.
+
+    * ``image``: RGB uint8 ``(strip_height, L, 3)``.
+    * ``region``: the oriented region actually cropped (band + margin, clamped to the image), in
+      source pixels; its ``score`` is the localiser's seam score.
+    * ``matrix``: 2x3 float64 affine, source ``(x, y)`` -> strip ``(u, v)`` (continuous coords).
+    """
+
+    image: Image
+    region: SeamRegion
+    matrix: FloatArray
+
+    def __post_init__(self) -> None:
+        check_image(self.image, "Strip.image")
+        m = np.array(self.matrix, dtype=np.float64)
+        if m.shape != (2, 3) or not np.all(np.isfinite(m)):
+            msg = f"Strip.matrix must be a finite 2x3 affine, got shape {m.shape}"
+            raise ValueError(msg)
+        if abs(np.linalg.det(m[:, :2])) < 1e-12:
+            msg = "Strip.matrix must be invertible (its 2x2 part has determinant 0)"
+            raise ValueError(msg)
+        m.setflags(write=False)
+        object.__setattr__(self, "matrix", m)
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def length(self) -> int:
+        """Strip length L in strip pixels (along the seam)."""
+        return int(self.image.shape[1])
+
+    @property
+    def scale(self) -> float:
+        """Strip pixels per source pixel across the seam (v axis)."""
+        return float(math.hypot(self.matrix[1, 0], self.matrix[1, 1]))
+
+    @property
+    def scale_along(self) -> float:
+        """Strip pixels per source pixel along the seam (u axis); equals ``scale`` unless the strip
+        was compressed along the seam to fit ``max_tiles``."""
+        return float(math.hypot(self.matrix[0, 0], self.matrix[0, 1]))
+
+    @functools.cached_property
+    def inverse(self) -> FloatArray:
+        """2x3 affine strip ``(u, v)`` -> source ``(x, y)``."""
+        inv: FloatArray = cv2.invertAffineTransform(self.matrix).astype(np.float64)
+        return inv
+
+    def to_strip(self, points: npt.ArrayLike) -> FloatArray:
+        """Map source ``(x, y)`` points, shape (N, 2), to strip ``(u, v)``, shape (N, 2)."""
+        return _apply(self.matrix, _as_points(points))
+
+    def to_source(self, points: npt.ArrayLike) -> FloatArray:
+        """Map strip ``(u, v)`` points, shape (N, 2), to source ``(x, y)``, shape (N, 2)."""
+        return _apply(self.inverse, _as_points(points))
+
+    def box_to_strip(self, box: Box) -> Box:
+        """Axis-aligned bounding box (in strip pixels) of the transformed corners of ``box``."""
+        return _bbox(self.to_strip(_box_corners(box)), box.label)
+
+    def box_to_source(self, box: Box) -> Box:
+        """Axis-aligned bounding box (in source pixels) of a strip box's transformed corners."""
+        return _bbox(self.to_source(_box_corners(box)), box.label)
+
+    def along_seam(self, points: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Position along the seam in [0, 1] (0 = strip start) of source points, shape (N,)."""
+        u = self.to_strip(points)[:, 0] / max(self.length, 1)
+        out: FloatArray = np.clip(u, 0.0, 1.0)
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class Tile:
+    """One fixed-size model input cut from a strip.
+
+    ``image`` is ``(strip_height, tile_length, 3)``. Tile column ``c`` (continuous) corresponds to
+    strip ``u = u0 + c * u_scale`` (``u_scale`` > 1 only when the strip had to be compressed to fit
+    ``max_tiles``); tile rows equal strip rows. Columns ``>= valid`` are padding (replicated
+    border), not strip content.
+    """
+
+    image: Image
+    u0: float
+    valid: int
+    u_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_image(self.image, "Tile.image")
+        if not 1 <= self.valid <= self.image.shape[1]:
+            msg = f"Tile.valid must be in 1..{self.image.shape[1]} (tile width), got {self.valid}"
+            raise ValueError(msg)
+        if not (math.isfinite(self.u0) and math.isfinite(self.u_scale) and self.u_scale > 0):
+            msg = f"Tile.u0 must be finite and u_scale > 0, got u0={self.u0}, u_scale={self.u_scale}"
+            raise ValueError(msg)
+
+    def to_strip(self, points: npt.ArrayLike) -> FloatArray:
+        """Tile ``(x, y)`` points (N, 2) -> strip ``(u, v)`` (N, 2)."""
+        p = _as_points(points).copy()
+        p[:, 0] = self.u0 + p[:, 0] * self.u_scale
+        return p
+
+    def from_strip(self, points: npt.ArrayLike) -> FloatArray:
+        """Strip ``(u, v)`` points (N, 2) -> tile ``(x, y)`` (N, 2) (may fall outside the tile)."""
+        p = _as_points(points).copy()
+        p[:, 0] = (p[:, 0] - self.u0) / self.u_scale
+        return p
+
+
+@dataclass(frozen=True, eq=False)
+class Preprocessed:
+    """Everything the model stage needs. ``region`` is None when no seam was found (the strip then
+    covers the whole image and ``seam_score`` is low)."""
+
+    region: SeamRegion | None
+    strip: Strip
+    tiles: tuple[Tile, ...]
+    seam_score: float
+
+    def __post_init__(self) -> None:
+        if not self.tiles:
+            msg = "Preprocessed.tiles must hold at least one tile"
+            raise ValueError(msg)
+        if not 0.0 <= self.seam_score <= 1.0:
+            msg = f"Preprocessed.seam_score must be in [0, 1], got {self.seam_score}"
+            raise ValueError(msg)
+
+
+def tile_to_source(tile: Tile, strip: Strip, points: npt.ArrayLike) -> FloatArray:
+    """Map tile ``(x, y)`` points, shape (N, 2), e.g. heatmap peaks, to source pixels (N, 2).
+
+    Heatmaps at a lower resolution than the tile must first be scaled to tile pixels.
+    """
+    return strip.to_source(tile.to_strip(points))
+
+
+def box_inside_fraction(region: SeamRegion, box: Box, height: int, width: int) -> float:
+    """Share in [0, 1] of ``box``'s area (clipped to the image) inside the oriented ``region``.
+
+    A degenerate (zero-area) box counts as its centre point: 1.0 if inside, else 0.0.
+    """
+    x0, y0 = max(0.0, box.x0), max(0.0, box.y0)
+    x1, y1 = min(float(width), box.x1), min(float(height), box.y1)
+    rect = region.corners().astype(np.float32)
+    if x1 - x0 <= 0 or y1 - y0 <= 0:
+        cx, cy = box.center
+        return 1.0 if cv2.pointPolygonTest(rect, (float(cx), float(cy)), False) >= 0 else 0.0
+    poly = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
+    area, _ = cv2.intersectConvexConvex(poly, rect)
+    return float(min(1.0, max(0.0, area / ((x1 - x0) * (y1 - y0)))))
+
+
+def source_to_tile(tile: Tile, strip: Strip, points: npt.ArrayLike) -> FloatArray:
+    """Map source ``(x, y)`` points (N, 2) to tile ``(x, y)`` (N, 2) (may fall outside the tile)."""
+    return tile.from_strip(strip.to_strip(points))
+
+
+# --------------------------------------------------------------------------------------------
+# Seam localisation
+# --------------------------------------------------------------------------------------------
+
+
+def _gray_work(image: Image, work_size: int) -> npt.NDArray[np.float32]:
+    h, w = image.shape[:2]
+    k = min(1.0, work_size / max(h, w))
+    if k < 1.0:
+        small = cv2.resize(image, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+    else:
+        small = image
+    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    return gray.astype(np.float32)
+
+
+def texture_energy(image: Image, work_size: int) -> npt.NDArray[np.float32]:
+    """Local high-frequency energy of ``image`` on a grid whose long side is ``GRID_SIZE`` cells.
+
+    Returns a float32 ``(gh, gw)`` map in grey levels (mean absolute band-pass response per cell),
+    keeping the image's aspect ratio. Bright specular ripples of a bead score high; smooth or
+    finely brushed base metal scores low.
+    """
+    gray = _gray_work(image, work_size)
+    h, w = gray.shape
+    sigma = max(1.0, max(h, w) / 256.0)
+    band = np.abs(gray - cv2.GaussianBlur(gray, (0, 0), sigma))
+    k = GRID_SIZE / max(h, w)
+    gw, gh = max(1, round(w * k)), max(1, round(h * k))
+    grid = cv2.resize(band, (gw, gh), interpolation=cv2.INTER_AREA)
+    grid = cv2.GaussianBlur(grid, (0, 0), 1.0)
+    out: npt.NDArray[np.float32] = np.sqrt(grid)
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _projection_geometry(
+    gh: int, gw: int, height: int, width: int, angles: tuple[float, ...]
+) -> tuple[npt.NDArray[np.intp], FloatArray, float, float, int]:
+    """Bin index per (angle, cell), counts per bin, bin width and v of bin 0 (source pixels)."""
+    sx, sy = width / gw, height / gh
+    xs = (np.arange(gw) + 0.5) * sx - width / 2.0
+    ys = (np.arange(gh) + 0.5) * sy - height / 2.0
+    xx, yy = np.meshgrid(xs, ys)
+    xx, yy = xx.ravel(), yy.ravel()
+    a = np.radians(np.asarray(angles))[:, None]
+    v = -xx[None, :] * np.sin(a) + yy[None, :] * np.cos(a)
+    binw = max(sx, sy)
+    half = math.hypot(width, height) / 2.0
+    nbins = int(math.ceil(2 * half / binw)) + 2
+    idx = np.floor((v + half) / binw).astype(np.intp) + 1
+    idx += (np.arange(len(angles)) * nbins)[:, None]
+    counts = np.bincount(idx.ravel(), minlength=len(angles) * nbins).astype(np.float64)
+    idx.setflags(write=False)
+    counts.setflags(write=False)
+    return idx, counts.reshape(len(angles), nbins), binw, -half - binw, nbins
+
+
+def _profiles(
+    energy: npt.NDArray[np.float32], height: int, width: int, angles: tuple[float, ...]
+) -> tuple[FloatArray, FloatArray, float, float]:
+    """Mean energy per across-seam bin for each angle: (n_angles, nbins) profiles and counts."""
+    gh, gw = energy.shape
+    idx, counts, binw, v0, nbins = _projection_geometry(gh, gw, height, width, angles)
+    e = energy.ravel().astype(np.float64)
+    sums = np.bincount(idx.ravel(), weights=np.tile(e, len(angles)), minlength=len(angles) * nbins)
+    sums = sums.reshape(len(angles), nbins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prof = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+    return prof, counts, binw, v0
+
+
+def _eta2(prof: FloatArray, counts: FloatArray, energy: npt.NDArray[np.float32]) -> FloatArray:
+    """Correlation ratio per angle: share of the energy variance explained by the profile."""
+    e = energy.astype(np.float64)
+    mean, total = float(e.mean()), float(e.var()) * e.size
+    if total <= 0:
+        return np.zeros(prof.shape[0])
+    between = (counts * (prof - mean) ** 2).sum(axis=1)
+    out: FloatArray = between / total
+    return out
+
+
+def _smooth1d(p: FloatArray, sigma: float) -> FloatArray:
+    r = max(1, int(3 * sigma))
+    x = np.arange(-r, r + 1)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    k /= k.sum()
+    out: FloatArray = np.convolve(np.pad(p, r, mode="edge"), k, mode="valid")
+    return out
+
+
+def _band(profile: FloatArray, counts: FloatArray, gap: int) -> tuple[int, int, float, float]:
+    """Contiguous above-threshold run around the peak: (lo, hi) bin indices inclusive, contrast.
+
+    Only well-populated bins (>= 30 % of the fullest) count, so image corners do not dominate.
+    Returns also ``contrast`` = (peak - baseline) / peak in [0, 1] and the baseline.
+    """
+    ok = counts >= 0.3 * counts.max()
+    valid = np.flatnonzero(ok)
+    lo_valid, hi_valid = int(valid[0]), int(valid[-1])
+    p = _smooth1d(profile[lo_valid : hi_valid + 1], 1.5)
+    peak_i = int(np.argmax(p))
+    peak = float(p[peak_i])
+    base = float(np.percentile(p, 10))
+    thr = base + BAND_LEVEL * (peak - base)
+    above = p >= thr
+    lo = hi = peak_i
+    n = len(p)
+    while True:
+        nxt = hi + 1
+        while nxt < n and not above[nxt] and nxt - hi <= gap:
+            nxt += 1
+        if nxt < n and above[nxt] and nxt - hi <= gap + 1:
+            hi = nxt
+        else:
+            break
+    while True:
+        nxt = lo - 1
+        while nxt >= 0 and not above[nxt] and lo - nxt <= gap:
+            nxt -= 1
+        if nxt >= 0 and above[nxt] and lo - nxt <= gap + 1:
+            lo = nxt
+        else:
+            break
+    contrast = (peak - base) / peak if peak > 0 else 0.0
+    return lo + lo_valid, hi + lo_valid, contrast, base
+
+
+def _extent(width: int, height: int, angle_deg: float) -> tuple[float, float, float, float]:
+    """Range of u (along) and v (across) over the image rectangle, relative to the image centre."""
+    a = math.radians(angle_deg)
+    c, s = math.cos(a), math.sin(a)
+    hw, hh = width / 2.0, height / 2.0
+    xs = np.array([-hw, hw, hw, -hw])
+    ys = np.array([-hh, -hh, hh, hh])
+    u = xs * c + ys * s
+    v = -xs * s + ys * c
+    return float(u.min()), float(u.max()), float(v.min()), float(v.max())
+
+
+def _wrap_angle(angle: float) -> float:
+    """Map any direction (mod 180 deg) into [-90, 90)."""
+    return float((angle + 90.0) % 180.0 - 90.0)
+
+
+def _seam_score(eta2: float, selectivity: float, contrast: float) -> float:
+    """Confidence in [0, 1] that a seam band exists, from the angle search statistics.
+
+    ``eta2``: share of energy variance explained by the best profile; ``selectivity``: best eta2
+    over the median eta2 across angles (an oriented structure is strongly direction selective);
+    ``contrast``: (peak - baseline) / peak of the profile.
+    """
+    s_eta = min(1.0, eta2 / 0.35)
+    s_sel = min(1.0, max(0.0, (selectivity - 1.0) / 3.0))
+    return float(np.clip(contrast * (0.5 * s_eta + 0.5 * s_sel), 0.0, 1.0))
+
+
+def locate_seam(image: Image, cfg: PreprocessConfig) -> SeamRegion | None:
+    """Find the weld bead: an oriented band (centre, length along, width across, angle, score).
+
+    ``image``: RGB uint8 (H, W, 3), not modified. Returns None when the image has no texture at all
+    (nothing to localise); otherwise a :class:`SeamRegion` in source pixels whose ``score`` in
+    [0, 1] is the confidence that a seam was found (low for featureless or isotropic images). The
+    band is the bead itself (no margin); it is at least ``cfg.min_width_fraction`` of the image's
+    extent across the seam and spans the image along the seam.
+    """
+    check_image(image)
+    height, width = image.shape[:2]
+    energy = texture_energy(image, cfg.work_size)
+    if float(energy.mean()) ** 2 < MIN_ENERGY:
+        logger.debug("locate_seam: featureless image (mean energy %.2g)", float(energy.mean()) ** 2)
+        return None
+
+    coarse = tuple(float(a) for a in np.arange(-90.0, 90.0, COARSE_STEP_DEG))
+    prof, counts, _, _ = _profiles(energy, height, width, coarse)
+    eta = _eta2(prof, counts, energy)
+    best = coarse[int(np.argmax(eta))]
+    fine = tuple(_wrap_angle(best + d) for d in np.arange(-COARSE_STEP_DEG + 1, COARSE_STEP_DEG))
+    prof_f, counts_f, binw, v0 = _profiles(energy, height, width, fine)
+    eta_f = _eta2(prof_f, counts_f, energy)
+    i = int(np.argmax(eta_f))
+    angle = fine[i]
+
+    gap = max(1, round(BAND_GAP_FRACTION * math.hypot(width, height) / binw))
+    lo, hi, contrast, _ = _band(prof_f[i], counts_f[i], gap)
+    v_lo, v_hi = v0 + lo * binw, v0 + (hi + 1) * binw
+    u_min, u_max, vmin_img, vmax_img = _extent(width, height, angle)
+    across = vmax_img - vmin_img
+    band_w = v_hi - v_lo
+    min_w = cfg.min_width_fraction * across
+    v_mid = (v_lo + v_hi) / 2.0
+    if band_w < min_w:
+        band_w = min_w
+    v_lo2 = max(vmin_img, v_mid - band_w / 2.0)
+    v_hi2 = min(vmax_img, v_lo2 + band_w)
+    v_lo2 = max(vmin_img, v_hi2 - band_w)
+    v_mid, band_w = (v_lo2 + v_hi2) / 2.0, v_hi2 - v_lo2
+
+    u_lo, u_hi = _chord(width, height, angle, v_lo2, v_hi2, u_min, u_max)
+    u_mid, length = (u_lo + u_hi) / 2.0, u_hi - u_lo
+    a = math.radians(angle)
+    cx = width / 2.0 + u_mid * math.cos(a) - v_mid * math.sin(a)
+    cy = height / 2.0 + u_mid * math.sin(a) + v_mid * math.cos(a)
+
+    selectivity = float(eta_f[i] / max(np.median(eta), 1e-9))
+    score = _seam_score(float(eta_f[i]), selectivity, contrast)
+    logger.debug(
+        "locate_seam: angle %.1f eta2 %.3f selectivity %.2f contrast %.2f band %.0f px score %.2f",
+        angle, eta_f[i], selectivity, contrast, band_w, score,
+    )  # fmt: skip
+    return SeamRegion(
+        center=(float(cx), float(cy)), length=float(length), width=float(band_w), angle_deg=angle, score=score
+    )
+
+
+def _chord(
+    width: int, height: int, angle: float, v_lo: float, v_hi: float, u_min: float, u_max: float
+) -> tuple[float, float]:
+    """Range of u over the part of the image rectangle whose v lies in [v_lo, v_hi] (centred coords)."""
+    a = math.radians(angle)
+    c, s = math.cos(a), math.sin(a)
+    hw, hh = width / 2.0, height / 2.0
+    # Clip the rectangle polygon to the slab v_lo <= v <= v_hi, then take the u range.
+    poly = [(-hw, -hh), (hw, -hh), (hw, hh), (-hw, hh)]
+    uv = [(x * c + y * s, -x * s + y * c) for x, y in poly]
+    for bound, keep_above in ((v_lo, True), (v_hi, False)):
+        out: list[tuple[float, float]] = []
+        for j in range(len(uv)):
+            p, q = uv[j], uv[(j + 1) % len(uv)]
+            pin = p[1] >= bound if keep_above else p[1] <= bound
+            qin = q[1] >= bound if keep_above else q[1] <= bound
+            if pin:
+                out.append(p)
+            if pin != qin:
+                t = (bound - p[1]) / (q[1] - p[1])
+                out.append((p[0] + t * (q[0] - p[0]), bound))
+        uv = out
+        if not uv:
+            return u_min, u_max
+    us = [p[0] for p in uv]
+    lo, hi = min(us), max(us)
+    if hi - lo < 1.0:
+        return u_min, u_max
+    return lo, hi
+
+
+def whole_image_region(height: int, width: int, score: float = 0.0) -> SeamRegion:
+    """The fallback region: the whole image, seam assumed along its long axis (angle 0 or -90)."""
+    if width >= height:
+        return SeamRegion((width / 2.0, height / 2.0), float(width), float(height), 0.0, score)
+    return SeamRegion((width / 2.0, height / 2.0), float(height), float(width), -90.0, score)
+
+
+# --------------------------------------------------------------------------------------------
+# Strip and tiles
+# --------------------------------------------------------------------------------------------
+
+
+def max_strip_length(cfg: PreprocessConfig) -> int:
+    """Longest strip (strip pixels) that ``cfg.max_tiles`` tiles cover with ``cfg.tile_overlap``."""
+    return cfg.tile_length + (cfg.max_tiles - 1) * _stride(cfg)
+
+
+def _stride(cfg: PreprocessConfig) -> int:
+    return max(1, math.floor(cfg.tile_length * (1.0 - cfg.tile_overlap)))
+
+
+def crop_region(region: SeamRegion, height: int, width: int, margin: float) -> SeamRegion:
+    """The region widened by ``margin`` x width on each side, clamped to the image's extent.
+
+    Clamping intersects the widened band (across) and the region (along) with the image
+    rectangle's projection on those axes, so the crop never extends past the image on both sides.
+    """
+    a = region.angle_deg
+    u_min, u_max, v_min, v_max = _extent(width, height, a)
+    r = math.radians(a)
+    c, s = math.cos(r), math.sin(r)
+    dx, dy = region.center[0] - width / 2.0, region.center[1] - height / 2.0
+    uc, vc = dx * c + dy * s, -dx * s + dy * c
+    half_w = region.width * (0.5 + margin)
+    v_lo, v_hi = max(v_min, vc - half_w), min(v_max, vc + half_w)
+    u_lo, u_hi = max(u_min, uc - region.length / 2.0), min(u_max, uc + region.length / 2.0)
+    if v_hi - v_lo < 1.0:
+        v_lo, v_hi = vc - 0.5, vc + 0.5
+    if u_hi - u_lo < 1.0:
+        u_lo, u_hi = uc - 0.5, uc + 0.5
+    um, vm = (u_lo + u_hi) / 2.0, (v_lo + v_hi) / 2.0
+    cx = width / 2.0 + um * c - vm * s
+    cy = height / 2.0 + um * s + vm * c
+    return SeamRegion((float(cx), float(cy)), float(u_hi - u_lo), float(v_hi - v_lo), a, region.score)
+
+
+def _strip_matrix(region: SeamRegion, strip_len: int, strip_h: int) -> FloatArray:
+    a = math.radians(region.angle_deg)
+    c, s = math.cos(a), math.sin(a)
+    su = strip_len / region.length
+    sv = strip_h / region.width
+    cx, cy = region.center
+    return np.array(
+        [
+            [su * c, su * s, -su * (c * cx + s * cy) + strip_len / 2.0],
+            [-sv * s, sv * c, -sv * (-s * cx + c * cy) + strip_h / 2.0],
+        ],
+        dtype=np.float64,
+    )
+
+
+def extract_strip(image: Image, region: SeamRegion, cfg: PreprocessConfig) -> Strip:
+    """Crop and rotate ``region`` (widened by ``cfg.margin``) into a horizontal seam strip.
+
+    ``image``: RGB uint8 (H, W, 3), not modified. The strip is ``(cfg.strip_height, L, 3)`` with
+    ``L = round(length * strip_height / width)`` (aspect kept); if L would exceed what
+    ``cfg.max_tiles`` tiles cover, the strip is compressed along the seam to that length (then
+    ``Strip.scale_along < Strip.scale``). Pixels outside the image are filled by replicating its
+    border. Strong downscales are pre-filtered with an area resize (no aliasing).
+    """
+    check_image(image)
+    height, width = image.shape[:2]
+    crop = crop_region(region, height, width, cfg.margin)
+    sv = cfg.strip_height / crop.width
+    strip_len = max(1, round(crop.length * sv))
+    strip_len = min(strip_len, max_strip_length(cfg))
+    matrix = _strip_matrix(crop, strip_len, cfg.strip_height)
+
+    src = image
+    pre = np.eye(3)
+    f = max(sv, strip_len / crop.length)
+    if f < 0.8:
+        nw, nh = max(1, round(width * f)), max(1, round(height * f))
+        src = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+        pre = np.diag([width / nw, height / nh, 1.0])  # resized (x', y') -> source (x, y)
+    m_src = matrix @ pre  # resized continuous coords -> strip
+    # OpenCV indexes pixel centres at integers: shift by half a pixel on both sides.
+    shift_in = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
+    m_cv = (np.vstack([m_src, [0, 0, 1]]) @ shift_in)[:2]
+    m_cv[:, 2] -= 0.5
+    out = cv2.warpAffine(
+        src, m_cv, (strip_len, cfg.strip_height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return Strip(image=np.ascontiguousarray(out), region=crop, matrix=matrix)
+
+
+def make_tiles(strip: Strip, cfg: PreprocessConfig) -> list[Tile]:
+    """Cut the strip into fixed-size model tiles of ``(strip.height, cfg.tile_length, 3)``.
+
+    * L <= tile_length: one tile, the strip on the left, the rest padded by replicating the last
+      strip column (``valid`` = L).
+    * Longer: n = 1 + ceil((L - T) / stride) tiles with stride = floor(T * (1 - tile_overlap)),
+      offsets spread evenly so the first starts at 0 and the last ends at L (overlap >= requested).
+    * If n > ``cfg.max_tiles``, the strip is first resized along the seam to the longest length
+      ``max_tiles`` cover (``Tile.u_scale`` > 1 records the compression).
+
+    The tile height is the strip's height (``cfg.strip_height`` for strips from :func:`extract_strip`).
+    """
+    img = strip.image
+    t = cfg.tile_length
+    length = strip.length
+    u_scale = 1.0
+    cap = max_strip_length(cfg)
+    if length > cap:
+        img = cv2.resize(img, (cap, img.shape[0]), interpolation=cv2.INTER_AREA)
+        u_scale = length / cap
+        length = cap
+    if length <= t:
+        pad = t - length
+        tile = img if pad == 0 else cv2.copyMakeBorder(img, 0, 0, 0, pad, cv2.BORDER_REPLICATE)
+        return [Tile(np.ascontiguousarray(tile), 0.0, length, u_scale)]
+    n = 1 + math.ceil((length - t) / _stride(cfg))
+    offsets = [round(k * (length - t) / (n - 1)) for k in range(n)]
+    return [Tile(np.ascontiguousarray(img[:, o : o + t]), o * u_scale, t, u_scale) for o in offsets]
+
+
+def preprocess(image: Image, cfg: PreprocessConfig) -> Preprocessed:
+    """Locate the seam, extract the strip and cut the tiles (the one path for training and inference).
+
+    When no seam is found (featureless image), the strip covers the whole image along its long axis
+    and ``seam_score`` is 0, so the pipeline still runs and the quality gate routes to review.
+    """
+    check_image(image)
+    region = locate_seam(image, cfg)
+    if region is None:
+        use = whole_image_region(image.shape[0], image.shape[1], 0.0)
+        score = 0.0
+    else:
+        use = region
+        score = region.score
+    strip = extract_strip(image, use, cfg if region is not None else cfg.model_copy(update={"margin": 0.0}))
+    tiles = make_tiles(strip, cfg)
+    return Preprocessed(region=region, strip=strip, tiles=tuple(tiles), seam_score=score)

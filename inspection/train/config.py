@@ -1,0 +1,168 @@
+"""The training configuration (parsed once from YAML into a frozen pydantic model).
+
+Paths in the YAML are relative to the repository root unless absolute. Unknown keys are errors
+naming the valid ones (pydantic ``extra="forbid"``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from inspection.config import ConfigError, GradingConfig, PreprocessConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataSection(_Section):
+    """Where the labelled photos are and how folds are made.
+
+    ``root``: folder with ``annotations.jsonl`` and ``images/``. ``folds``: the weld groups
+    rotated as held-out folds (leave-one-weld-out); other groups (one-offs) always train.
+    ``max_images``: cap for quick smoke runs (0 = all).
+    """
+
+    root: Path = Path("../shared/data/weld-porosity")
+    manifest: str = "annotations.jsonl"
+    folds: tuple[str, ...] = ("weld00", "weld01", "weld04")
+    max_images: int = Field(0, ge=0)
+    cache_dir: Path = Path("runs/cache")
+    cache_scale: float = Field(2.0, ge=1.0, le=4.0)
+
+
+class AugmentSection(_Section):
+    """Augmentation strengths (0 disables a family). See :mod:`inspection.augment`."""
+
+    photometric: float = Field(1.0, ge=0, le=2)
+    geometric: float = Field(1.0, ge=0, le=2)
+    scale_range: tuple[float, float] = (0.8, 1.25)
+    rotate_deg: float = Field(6.0, ge=0, le=45)
+    transplant_prob: float = Field(0.5, ge=0, le=1)
+    transplant_max: int = Field(4, ge=0)
+    synth_fraction: float = Field(0.0, ge=0, le=1)
+    synth_bank: int = Field(0, ge=0)
+
+
+class SpatterSection(_Section):
+    """Synthetic spatter composited onto real tiles (balanced random grade per sample)."""
+
+    enabled: bool = True
+    prob_by_grade: tuple[float, float, float, float] = (0.25, 0.25, 0.25, 0.25)
+    mm_per_px: float = Field(0.1, gt=0)
+
+
+class LossSection(_Section):
+    """Loss weights: CORAL heads, CenterNet focal heatmap loss and size regression."""
+
+    porosity_ordinal: float = Field(1.0, ge=0)
+    spatter_ordinal: float = Field(1.0, ge=0)
+    heatmap: float = Field(1.0, ge=0)
+    size: float = Field(0.1, ge=0)
+    focal_alpha: float = Field(2.0, ge=0)
+    focal_beta: float = Field(4.0, ge=0)
+    balance_porosity: bool = True
+
+
+class CalibrationSection(_Section):
+    """Abstain rule selection: at most ``max_severe_missed`` of true grade >= 2 output as 0."""
+
+    max_severe_missed: float = Field(0.02, ge=0, lt=1)
+    min_confidence: float = Field(0.4, ge=0, le=1)
+    ood_percentile: float = Field(99.0, gt=50, le=100)
+    peak_threshold: float = Field(0.3, gt=0, lt=1)
+
+
+class TrainConfig(_Section):
+    """Everything one training run needs. ``mode``: ``lowo`` (rotate held-out welds), ``final``
+    (all data; calibration from a LOWO run's out-of-fold predictions in ``calibration_from``), or
+    ``smoke`` (a few steps)."""
+
+    name: str = "weld-grader"
+    version: str = "2026.11.0"
+    mode: Literal["lowo", "final", "smoke"] = "lowo"
+    folds_to_run: tuple[str, ...] = ()
+    arch: str = "mobilenet_v3_large"
+    width_mult: float = Field(1.0, gt=0)
+    embed_dim: int = Field(128, ge=8)
+    epochs: int = Field(10, ge=1)
+    steps_per_epoch: int = Field(0, ge=0)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+    patience: int = Field(4, ge=1)
+    seed: int = 1234
+    threads: int = Field(2, ge=1)
+    eval_tiles_per_image: int = Field(4, ge=1)
+    time_budget_min: float = Field(0.0, ge=0)
+    output_dir: Path = Path("runs")
+    artifact_root: Path = Path("models/weld-grader")
+    calibration_from: Path | None = None
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    data: DataSection = Field(default_factory=DataSection)
+    preprocess: PreprocessConfig = Field(
+        default_factory=lambda: PreprocessConfig(strip_height=128, tile_length=384)
+    )
+    grading: GradingConfig = Field(default_factory=GradingConfig)
+    augment: AugmentSection = Field(default_factory=AugmentSection)
+    spatter: SpatterSection = Field(default_factory=SpatterSection)
+    loss: LossSection = Field(default_factory=LossSection)
+    calibration: CalibrationSection = Field(default_factory=CalibrationSection)
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, v: str) -> str:
+        valid = ("mobilenet_v3_large", "resnet18", "efficientnet_b0", "tiny")
+        if v not in valid:
+            msg = f"unknown arch {v!r}; valid: {', '.join(valid)}"
+            raise ValueError(msg)
+        return v
+
+    def resolve(self, path: Path) -> Path:
+        """``path`` made absolute against the repository root."""
+        return path if path.is_absolute() else (REPO_ROOT / path)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.resolve(self.output_dir) / self.name
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """A JSON/YAML-ready dict of the resolved config (paths as strings)."""
+        return self.model_dump(mode="json")
+
+
+def load_train_config(path: Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Parse a YAML training config; ``overrides`` (top-level keys) win over the file.
+
+    Raises :class:`inspection.config.ConfigError` naming the file and the invalid fields.
+    """
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        msg = f"training config {path} does not exist"
+        raise ConfigError(msg) from exc
+    except yaml.YAMLError as exc:
+        msg = f"training config {path} is not valid YAML: {exc}"
+        raise ConfigError(msg) from exc
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        msg = f"training config {path} must hold a mapping, got {type(loaded).__name__}"
+        raise ConfigError(msg)
+    data = {**loaded, **(overrides or {})}
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
+        )
+        msg = f"invalid training config {path}: {problems} (top-level keys: {', '.join(TrainConfig.model_fields)})"
+        raise ConfigError(msg) from exc

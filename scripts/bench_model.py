@@ -1,0 +1,212 @@
+"""Model speed on CPU (results go to docs/performance.md, section "Model speed").
+
+Two modes:
+
+* ``forward``: network forward time of randomly initialised networks, per architecture and width,
+  at batch 1, 8 and 32 on ``(B, 3, 128, 512)`` input (no preprocessing, torch only)::
+
+      .venv/bin/python scripts/bench_model.py forward --threads 2
+
+* ``end-to-end`` (default): images/s for ``preprocess`` + ``Grader.predict`` on the shipped model
+  (``default_model_dir()``) or ``--model DIR``, for the torch and onnxruntime backends, using the
+  photos in ``data/samples/`` (synthetic ones are generated when that folder is empty)::
+
+      .venv/bin/python scripts/bench_model.py end-to-end --threads 2
+
+  ``--random-arch ARCH`` benchmarks a randomly initialised artifact of that architecture (written
+  to a temporary folder) instead, for when no trained model is shipped yet.
+
+Timings are medians over ``--repeats`` runs after one warm-up run. Output is a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from inspection.model.net import build_model
+
+log = logging.getLogger("bench_model")
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _machine() -> str:
+    return f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def bench_forward(
+    variants: Sequence[tuple[str, float]], batches: Sequence[int], repeats: int, height: int, width: int
+) -> list[str]:
+    """Markdown rows: arch | width | params | per batch size: ms/batch and images/s."""
+    rows = []
+    for arch, width_mult in variants:
+        torch.manual_seed(0)
+        model = build_model(arch, width_mult=width_mult).eval()
+        n_params = sum(p.numel() for p in model.parameters())
+        cells = []
+        for b in batches:
+            x = torch.randn(b, 3, height, width)
+
+            def run(x: torch.Tensor = x) -> object:
+                with torch.inference_mode():
+                    return model(x)
+
+            sec = _median_seconds(run, repeats)
+            cells.append(f"{sec * 1000:.1f} ms ({b / sec:.0f}/s)")
+            log.info("%s x%.2f batch %d: %.1f ms", arch, width_mult, b, sec * 1000)
+        rows.append(f"| {arch} | {width_mult:g} | {n_params / 1e6:.2f} M | " + " | ".join(cells) + " |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def _load_sample_images(samples: Path, limit: int) -> list[npt.NDArray[np.uint8]]:
+    import cv2
+
+    paths = sorted(p for p in samples.rglob("*") if p.suffix.lower() in IMAGE_EXTS) if samples.is_dir() else []
+    images = []
+    for path in paths[:limit]:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            log.warning("skipping unreadable image %s", path)
+            continue
+        images.append(np.ascontiguousarray(bgr[:, :, ::-1]))
+    if images:
+        log.info("using %d images from %s", len(images), samples)
+        return images
+    log.warning("no images in %s; generating %d synthetic ones", samples, limit)
+    try:
+        from inspection import synth
+
+        rng = np.random.default_rng(0)
+        return [synth.generate_weld(rng).image for _ in range(limit)]  # type: ignore[attr-defined]
+    except Exception as exc:  # synth API not available: fall back to random photos
+        log.warning("inspection.synth.generate_weld unavailable (%s); using random 800x800 arrays", exc)
+        rng = np.random.default_rng(0)
+        return [rng.integers(0, 256, size=(800, 800, 3), dtype=np.uint8) for _ in range(limit)]
+
+
+def bench_end_to_end(
+    model_dir: Path, samples: Path, batches: Sequence[int], repeats: int, backends: Sequence[str], threads: int
+) -> list[str]:
+    """Markdown rows: backend | per batch size: images/s for preprocess + predict."""
+    from inspection.config import PreprocessConfig
+    from inspection.model.runtime import Grader
+    from inspection.preprocess import preprocess
+
+    images = _load_sample_images(samples, max(batches))
+    rows = []
+    for backend in backends:
+        grader = Grader.load(model_dir, backend=backend, threads=threads)  # type: ignore[arg-type]
+        cfg: PreprocessConfig = grader.config.preprocess_config()
+        cells = []
+        for b in batches:
+            batch = [images[i % len(images)] for i in range(b)]
+
+            def run(batch: list[npt.NDArray[np.uint8]] = batch, cfg: PreprocessConfig = cfg) -> object:
+                tiles = [t.image for img in batch for t in preprocess(img, cfg).tiles]
+                if not tiles:
+                    return None
+                return grader.predict(np.stack(tiles))
+
+            sec = _median_seconds(run, repeats)
+            n_tiles = sum(len(preprocess(img, cfg).tiles) for img in batch)
+            cells.append(f"{b / sec:.1f} img/s ({n_tiles} tiles)")
+        rows.append(f"| {backend} | " + " | ".join(cells) + " |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def _random_artifact(arch: str, width_mult: float, out: Path) -> Path:
+    from inspection.model.artifact import ModelConfig, save_artifact
+
+    torch.manual_seed(0)
+    model = build_model(arch, width_mult=width_mult)
+    config = ModelConfig.for_untrained(arch=arch, width_mult=width_mult, name="bench-random", version="0.0.0")
+    save_artifact(out, model, config, "# Random benchmark model\n\nUntrained.\n", {})
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", nargs="?", choices=("forward", "end-to-end"), default="end-to-end")
+    parser.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads (default 2)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=[
+            "tiny:1.0",
+            "mobilenet_v3_large:1.0",
+            "mobilenet_v3_large:0.75",
+            "mobilenet_v3_large:0.5",
+            "efficientnet_b0:1.0",
+            "resnet18:1.0",
+        ],
+        help="forward mode: ARCH:WIDTH_MULT entries",
+    )
+    parser.add_argument("--height", type=int, default=128)
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--model", type=Path, default=None, help="artifact dir (default: the shipped model)")
+    parser.add_argument("--random-arch", default=None, help="end-to-end on a random artifact of this arch")
+    parser.add_argument("--random-width", type=float, default=1.0)
+    parser.add_argument("--samples", type=Path, default=REPO / "data" / "samples")
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnx"], choices=("torch", "onnx"))
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    torch.set_num_threads(args.threads)
+    print(f"<!-- {_machine()} -->")
+
+    header_cells = " | ".join(f"batch {b}" for b in args.batches)
+    sep = " | ".join("---" for _ in args.batches)
+    if args.mode == "forward":
+        variants = []
+        for item in args.variants:
+            arch, _, width = item.partition(":")
+            variants.append((arch, float(width or 1.0)))
+        print(f"| arch | width_mult | params | {header_cells} |")
+        print(f"|---|---|---| {sep} |")
+        bench_forward(variants, args.batches, args.repeats, args.height, args.width)
+        return 0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.random_arch:
+            model_dir = _random_artifact(args.random_arch, args.random_width, Path(tmp) / "random")
+            print(f"<!-- RANDOMLY INITIALISED {args.random_arch} x{args.random_width:g} artifact -->")
+        else:
+            from inspection.model.artifact import default_model_dir
+
+            model_dir = args.model or default_model_dir()
+            print(f"<!-- model: {model_dir} -->")
+        print(f"| backend | {header_cells} |")
+        print(f"|---| {sep} |")
+        bench_end_to_end(model_dir, args.samples, args.batches, args.repeats, args.backends, args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Measure how well the seam strip covers annotated pores on the real photos.
+
+For every photo in ``weld-porosity`` the seam strip (``inspection.preprocess.preprocess``) is
+computed and each ``Surface_pores`` box is tested: it counts as inside when at least
+``--min-inside`` (default 0.9) of its area lies inside the cropped region (``Strip.region``, the
+oriented band + margin, clamped to the image). A photo is covered when all its pore boxes are
+inside. Reported per weld group and overall, with the mean strip area as a fraction of the image,
+the share of unlabelled photos whose seam score reaches ``QualityConfig.seam_min_score``, and the
+time per image for locate + extract + tiles. Optionally writes a contact sheet.
+
+    .venv/bin/python scripts/measure_seam_coverage.py --sheet docs/seam_strips.jpg
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from inspection.config import PreprocessConfig, QualityConfig
+from inspection.preprocess import Preprocessed, box_inside_fraction, preprocess
+from inspection.types import Box, Image
+
+logger = logging.getLogger("measure_seam_coverage")
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+PORE_LABEL = "Surface_pores"
+
+
+@dataclass(frozen=True)
+class PhotoResult:
+    name: str
+    group: str
+    n_pores: int
+    n_inside: int
+    area_fraction: float
+    score: float
+    worst_inside: float
+
+
+def read_rgb(path: Path) -> Image:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        msg = f"cannot decode image {path}"
+        raise OSError(msg)
+    rgb: Image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return rgb
+
+
+def load_annotations(root: Path, limit: int | None) -> list[dict[str, object]]:
+    rows = [json.loads(line) for line in (root / "annotations.jsonl").read_text().splitlines() if line.strip()]
+    rows.sort(key=lambda r: str(r["image"]))
+    if limit is not None and limit < len(rows):
+        step = len(rows) / limit
+        rows = [rows[int(i * step)] for i in range(limit)]
+    return rows
+
+
+def evaluate_photo(row: dict[str, object], image: Image, pre: Preprocessed, min_inside: float) -> PhotoResult:
+    objects = row["objects"]
+    assert isinstance(objects, list)
+    boxes = [Box(*map(float, o["box"])) for o in objects if o["label"] == PORE_LABEL]
+    h, w = image.shape[:2]
+    fracs = [box_inside_fraction(pre.strip.region, b, h, w) for b in boxes]
+    region = pre.strip.region
+    clipped = box_inside_fraction(region, Box(0, 0, w, h), h, w)
+    return PhotoResult(
+        name=str(row["image"]),
+        group=str(row["group"]),
+        n_pores=len(boxes),
+        n_inside=sum(f >= min_inside for f in fracs),
+        area_fraction=clipped,
+        score=pre.seam_score,
+        worst_inside=min(fracs, default=1.0),
+    )
+
+
+def summarise(results: list[PhotoResult]) -> list[tuple[str, int, int, float, float, float]]:
+    """Rows (group, photos with pores, covered, coverage, mean area fraction, mean score)."""
+    groups: dict[str, list[PhotoResult]] = defaultdict(list)
+    for r in results:
+        groups[r.group if r.group in ("weld00", "weld01", "weld04") else "one-off"].append(r)
+    groups["ALL"] = list(results)
+    out = []
+    for g in sorted(groups, key=lambda k: (k == "ALL", k)):
+        rs = groups[g]
+        with_pores = [r for r in rs if r.n_pores > 0]
+        covered = sum(r.n_inside == r.n_pores for r in with_pores)
+        cov = covered / len(with_pores) if with_pores else float("nan")
+        out.append(
+            (
+                g,
+                len(with_pores),
+                covered,
+                cov,
+                statistics.fmean(r.area_fraction for r in rs),
+                statistics.fmean(r.score for r in rs),
+            )
+        )
+    return out
+
+
+def draw_region(image: Image, pre: Preprocessed, boxes: list[Box]) -> Image:
+    out = image.copy()
+    for b in boxes:
+        cv2.rectangle(out, (int(b.x0), int(b.y0)), (int(b.x1), int(b.y1)), (255, 0, 0), 3)
+    if pre.region is not None:
+        cv2.polylines(out, [pre.region.corners().astype(np.int32)], True, (255, 255, 0), 3)
+    cv2.polylines(out, [pre.strip.region.corners().astype(np.int32)], True, (0, 255, 0), 4)
+    return out
+
+
+def contact_sheet(items: list[tuple[Image, Preprocessed, list[Box], str]], path: Path) -> None:
+    """One row per photo: the photo (band cyan, crop green, pores red) and its strip beside it."""
+    thumb = 200
+    rows = []
+    for image, pre, boxes, label in items:
+        drawn = cv2.resize(draw_region(image, pre, boxes), (thumb, thumb), interpolation=cv2.INTER_AREA)
+        cv2.putText(drawn, label, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+        strip = pre.strip.image.copy()
+        for b in boxes:
+            sb = pre.strip.box_to_strip(b)
+            cv2.rectangle(strip, (int(sb.x0), int(sb.y0)), (int(sb.x1), int(sb.y1)), (255, 0, 0), 2)
+        sh = thumb // 2
+        sw = max(1, round(strip.shape[1] * sh / strip.shape[0]))
+        strip = cv2.resize(strip, (min(sw, 2 * thumb), sh), interpolation=cv2.INTER_AREA)
+        canvas = np.full((thumb, 3 * thumb, 3), 32, np.uint8)
+        canvas[:, :thumb] = drawn
+        canvas[(thumb - sh) // 2 : (thumb - sh) // 2 + sh, thumb + 4 : thumb + 4 + strip.shape[1]] = strip[
+            :, : 2 * thumb - 4
+        ]
+        rows.append(canvas)
+    half = (len(rows) + 1) // 2
+    left, right = rows[:half], rows[half:]
+    while len(right) < len(left):
+        right.append(np.full_like(rows[0], 32))
+    sheet = np.hstack([np.vstack(left), np.vstack(right)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DATA, help="folder holding weld-porosity/ etc.")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate an evenly spaced subset")
+    parser.add_argument("--min-inside", type=float, default=0.9, help="box area fraction that must be inside")
+    parser.add_argument("--sheet", type=Path, default=None, help="write a 20-photo contact sheet (JPEG)")
+    parser.add_argument("--failures", action="store_true", help="contact sheet of uncovered photos instead")
+    parser.add_argument("--unlabelled-limit", type=int, default=None)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+
+    porosity = args.data / "weld-porosity"
+    if not (porosity / "annotations.jsonl").is_file():
+        print(f"error: {porosity / 'annotations.jsonl'} not found (pass --data)", file=sys.stderr)
+        return 2
+    cfg = PreprocessConfig()
+    rows = load_annotations(porosity, args.limit)
+    results: list[PhotoResult] = []
+    kept: list[tuple[Image, Preprocessed, list[Box], str]] = []
+    times: list[float] = []
+    for row in rows:
+        image = read_rgb(porosity / str(row["image"]))
+        t0 = time.perf_counter()
+        pre = preprocess(image, cfg)
+        times.append(time.perf_counter() - t0)
+        res = evaluate_photo(row, image, pre, args.min_inside)
+        results.append(res)
+        objects = row["objects"]
+        assert isinstance(objects, list)
+        boxes = [Box(*map(float, o["box"])) for o in objects if o["label"] == PORE_LABEL]
+        failed = res.n_inside < res.n_pores
+        if args.sheet is not None and (failed if args.failures else True):
+            kept.append((image, pre, boxes, f"{res.group} s={res.score:.2f} in={res.worst_inside:.2f}"))
+        if failed:
+            logger.debug("uncovered %s %s worst inside %.2f", res.group, res.name, res.worst_inside)
+
+    print(f"criterion: a pore box is inside when >= {args.min_inside:.0%} of its area lies in the strip region")
+    print("| group | photos with pores | all pores inside | coverage | mean strip area / image | mean seam score |")
+    print("|---|---|---|---|---|---|")
+    for g, n, c, cov, area, score in summarise(results):
+        print(f"| {g} | {n} | {c} | {cov:.1%} | {area:.2f} | {score:.2f} |")
+    ms = sorted(t * 1000 for t in times)
+    print(f"preprocess time per 800x800 image: median {ms[len(ms) // 2]:.1f} ms, p90 {ms[int(0.9 * len(ms))]:.1f} ms")
+
+    unl = args.data / "weld-photos-unlabelled" / "images"
+    if unl.is_dir():
+        qcfg = QualityConfig()
+        files = sorted(unl.glob("*.jpg"))
+        if args.unlabelled_limit is not None:
+            files = files[: args.unlabelled_limit]
+        scores = [preprocess(read_rgb(f), cfg).seam_score for f in files]
+        ok = sum(s >= qcfg.seam_min_score for s in scores)
+        print(
+            f"unlabelled photos with seam_score >= {qcfg.seam_min_score}: {ok}/{len(scores)} "
+            f"({ok / max(len(scores), 1):.1%}); median score {statistics.median(scores):.2f}"
+        )
+
+    if args.sheet is not None and kept:
+        step = max(1, len(kept) // 20)
+        contact_sheet(kept[::step][:20], args.sheet)
+        print(f"contact sheet: {args.sheet}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""Train the weld grader from a YAML config (thin wrapper: parse args, call the training package).
+
+    .venv/bin/python scripts/train.py --config scripts/configs/lowo.yaml [--resume]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True, help="training config YAML")
+    parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoints")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=YAML", help="override a top-level key")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import yaml
+
+    from inspection.config import ConfigError
+    from inspection.train.cache import DataMissingError
+    from inspection.train.config import load_train_config
+    from inspection.train.run import run_training
+
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key] = yaml.safe_load(value)
+    try:
+        cfg = load_train_config(args.config, overrides)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    command = shlex.join(["python", "scripts/train.py", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        summary = run_training(cfg, resume=args.resume, command=command)
+    except DataMissingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({k: summary[k] for k in ("average", "artifact") if k in summary}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
