@@ -73,8 +73,8 @@ def train_geometric(
 
 
 def train_photometric(cfg: AugmentParams) -> A.Compose:
-    """Photometric part of the training pipeline (pixel values only; boxes pass through)."""
-    return A.Compose(_photometric(cfg), bbox_params=_bbox_params())
+    """Photometric part of the training pipeline (pixel values only: call it with ``image=`` alone)."""
+    return A.Compose(_photometric(cfg))
 
 
 def _geometric(
@@ -104,7 +104,13 @@ def _geometric(
             ),
         ]
     geometric += [
-        A.PadIfNeeded(min_height=strip_height, min_width=tile_length, border_mode=BORDER, position="random"),
+        # replicate padding, as preprocess.make_tiles pads short strips
+        A.PadIfNeeded(
+            min_height=strip_height,
+            min_width=tile_length,
+            border_mode=cv2.BORDER_REPLICATE,
+            position="random",
+        ),
         A.RandomCrop(height=strip_height, width=tile_length),
     ]
     return geometric
@@ -154,7 +160,10 @@ def eval_preset(cfg: AugmentParams, *, strip_height: int, tile_length: int, cach
         [
             A.RandomScale(scale_limit=(s - 1.0, s - 1.0), interpolation=cv2.INTER_AREA, p=1.0),
             A.PadIfNeeded(
-                min_height=strip_height, min_width=tile_length, border_mode=BORDER, position="top_left"
+                min_height=strip_height,
+                min_width=tile_length,
+                border_mode=cv2.BORDER_REPLICATE,
+                position="top_left",
             ),
             A.Crop(x_min=0, y_min=0, x_max=tile_length, y_max=strip_height),
         ],

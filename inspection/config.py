@@ -54,7 +54,7 @@ class PreprocessConfig(_Section):
     than ``tile_length`` are cut into tiles overlapping by ``tile_overlap``.
     """
 
-    work_size: int = Field(512, ge=64)
+    work_size: int = Field(160, ge=64)  # long side of the seam-localisation grayscale copy
     margin: float = Field(0.6, ge=0)
     min_width_fraction: float = Field(0.25, gt=0, le=1)
     strip_height: int = Field(128, ge=16)

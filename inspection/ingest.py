@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import struct
 import warnings
 from pathlib import Path
 from typing import Final
@@ -230,13 +231,18 @@ def _decode_pixels(pil: PILImage.Image, name: str, fmt: str) -> Image:
     """Decode, apply EXIF orientation and convert any supported mode to RGB uint8."""
     try:
         pil.load()
-        upright = ImageOps.exif_transpose(pil) or pil
     except PILImage.DecompressionBombError as exc:
         raise IngestError(name, "too_many_pixels", f"too many pixels ({exc})") from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError) as exc:
         text = str(exc)
         code = "truncated" if "truncated" in text or isinstance(exc, EOFError) else "corrupt"
         raise IngestError(name, code, f"cannot decode {fmt} data: {text or type(exc).__name__}") from exc
+    try:
+        upright = ImageOps.exif_transpose(pil) or pil
+    except (OSError, SyntaxError, ValueError, KeyError, TypeError, struct.error) as exc:
+        # A damaged EXIF block does not make the pixels wrong: keep the stored orientation.
+        log.warning("%s: ignoring unreadable EXIF orientation (%s)", name, exc)
+        upright = pil
     return _to_rgb8(upright, name, fmt)
 
 

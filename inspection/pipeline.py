@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from inspection.config import AppConfig, IngestConfig, PreprocessConfig, QualityConfig
 from inspection.ingest import decode_image, image_sha256, read_image_bytes
+from inspection.model.artifact import CONFIG_FILE, default_model_dir, sha256_file
 from inspection.model.postprocess import combine_tile_probs, decide, decode_peaks
 from inspection.model.runtime import Grader, RawPrediction
 from inspection.preprocess import Preprocessed, preprocess, tile_to_source
@@ -143,16 +144,17 @@ class Inspector:
     >>> result.porosity.grade, result.needs_review       # doctest: +SKIP
     """
 
-    def __init__(self, grader: Grader, config: AppConfig | None = None) -> None:
+    def __init__(self, grader: Grader, config: AppConfig | None = None, *, config_sha256: str = "") -> None:
         self.grader = grader
         self.app_config = config or AppConfig()
         model_cfg = grader.config
         self.prepare_config = PrepareConfig(
             ingest=self.app_config.ingest,
             quality=self.app_config.quality,
-            preprocess=PreprocessConfig.model_validate(model_cfg.preprocess),
+            preprocess=model_cfg.preprocess_config(),
         )
-        self.config_sha256 = grader.config_sha256
+        self.config_sha256 = config_sha256
+        """SHA-256 of the artifact's ``config.json`` (recorded in evidence)."""
 
     @classmethod
     def from_artifact(
@@ -164,8 +166,9 @@ class Inspector:
         threads: int | None = None,
     ) -> Inspector:
         """Load a model artifact directory (None = the shipped default model)."""
-        grader = Grader.load(None if path is None else Path(path), backend=backend, threads=threads)  # type: ignore[arg-type]
-        return cls(grader, config)
+        directory = default_model_dir() if path is None else Path(path)
+        grader = Grader.load(directory, backend=backend, threads=threads)  # type: ignore[arg-type]
+        return cls(grader, config, config_sha256=sha256_file(directory / CONFIG_FILE))
 
     # -- convenience ----------------------------------------------------------------------------
     def inspect(
@@ -252,14 +255,14 @@ class Inspector:
             heads = {}
             for defect, probs in ((Defect.POROSITY, raw.porosity_probs), (Defect.SPATTER, raw.spatter_probs)):
                 combined = combine_tile_probs(probs[idx])
-                head, abstained = decide(combined, cfg.abstain_rule(defect.value))
+                head, abstained = decide(combined, cfg.thresholds.abstain[defect.value])
                 heads[defect] = head
                 if abstained:
                     reasons.append(f"abstain:{defect.value}")
             porosity, spatter = heads[Defect.POROSITY], heads[Defect.SPATTER]
             findings = self._findings(p, raw, idx)
             ood = float(np.max(raw.ood_scores[idx]))
-            if ood > cfg.ood_threshold:
+            if ood > cfg.thresholds.ood:
                 reasons.append("out_of_distribution")
             if with_maps:
                 maps = self._source_maps(p, raw, idx)
@@ -304,14 +307,17 @@ class Inspector:
                 peaks = decode_peaks(
                     raw.heatmaps[k, channel],
                     raw.sizes[k, channel],
-                    threshold=cfg.peak_threshold(defect.value),
+                    threshold=cfg.thresholds.peak[defect.value],
                     stride=stride,
-                    min_distance=cfg.peak_min_distance,
+                    min_distance=cfg.thresholds.min_peak_distance,
+                    max_peaks=cfg.thresholds.max_peaks,
                 )
                 for pk in peaks:
                     if pk.u >= tile.valid:  # padding columns are not strip content
                         continue
                     xy = tile_to_source(tile, pre.strip, [[pk.u, pk.v]])[0]
+                    if not (0.0 <= xy[0] < p.width and 0.0 <= xy[1] < p.height):
+                        continue  # strip border outside the photo (replicated pixels)
                     d_src = pk.diameter_px * tile.u_scale / pre.strip.scale
                     along = float(pre.strip.along_seam([xy])[0])
                     cands.append((float(xy[0]), float(xy[1]), float(d_src), pk.score, along))

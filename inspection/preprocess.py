@@ -39,16 +39,30 @@ logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 
-GRID_SIZE = 96
+PROJECTION_SIZE = 80
 """Long side (cells) of the energy grid the angle search projects (speed vs angular precision)."""
+GRADIENT_SIGMA = 1.0 / 160.0
+"""Pre-blur before the gradients, as a fraction of the long side (sets the texture scale)."""
+TENSOR_SIGMA = 5.0 / 128.0
+"""Structure-tensor integration scale as a fraction of the image's long side."""
+BAND_WIDTHS = (0.06, 0.12, 0.2, 0.3, 0.45)
+"""Candidate bead widths for the centre-surround search, as fractions of the image's short side."""
+FLANK_WIDTH = 0.5
+"""Width of each surround flank of a candidate band, as a fraction of the band width."""
+FLANK_GUARD = 0.0
+"""Gap between a candidate band and its flanks (fraction of the band width): skips a halo."""
+MIN_BIN_FILL = 0.3
+"""Profile bins holding fewer cells than this fraction of the fullest bin are ignored (corners)."""
+SCORE_FULL_CONTRAST = 1.0
+"""Band contrast (centre - surround energy over mean energy) that earns the full seam score."""
 COARSE_STEP_DEG = 4.0
 """Angle step of the coarse search over [-90, 90); a fine search at 1 deg follows around the best."""
 BAND_LEVEL = 0.4
 """Band threshold: fraction of the way from the profile baseline to its peak (lower = wider band)."""
 BAND_GAP_FRACTION = 0.04
 """Gaps below threshold shorter than this fraction of the across-seam extent are bridged."""
-MIN_ENERGY = 1e-3
-"""Mean texture energy (grey levels) below which the image is treated as featureless (no seam)."""
+MIN_ENERGY = 1e-2
+"""Mean texture energy (squared grey-level gradient) below which the image is featureless."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,33 +259,54 @@ def source_to_tile(tile: Tile, strip: Strip, points: npt.ArrayLike) -> FloatArra
 # --------------------------------------------------------------------------------------------
 
 
-def _gray_work(image: Image, work_size: int) -> npt.NDArray[np.float32]:
+def _downscale(image: npt.NDArray[np.uint8], factor: float) -> npt.NDArray[np.uint8]:
+    """Area-average ``image`` down by about ``factor`` (>= 1), fast and alias free.
+
+    Prefers an integer factor that divides both sides (OpenCV's fast exact area path, within 25 %
+    of ``factor``); otherwise falls back to a general area resize. The result is an exact
+    rescale in continuous coordinates: ``x_small = x * small_w / w`` (and likewise for y).
+    """
     h, w = image.shape[:2]
-    k = min(1.0, work_size / max(h, w))
-    if k < 1.0:
-        small = cv2.resize(image, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+    if factor <= 1.0:
+        return image
+    base = max(1, round(factor))
+    for k in sorted(
+        range(max(1, math.floor(factor * 0.75)), math.ceil(factor * 1.25) + 1), key=lambda k: abs(k - factor)
+    ):
+        if k > 1 and w % k == 0 and h % k == 0:
+            base = k
+            break
     else:
-        small = image
-    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-    return gray.astype(np.float32)
+        nw, nh = max(1, round(w / factor)), max(1, round(h / factor))
+        out: npt.NDArray[np.uint8] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+        return out
+    if base <= 1:
+        return image
+    fast: npt.NDArray[np.uint8] = cv2.resize(image, (w // base, h // base), interpolation=cv2.INTER_AREA)
+    return fast
 
 
 def texture_energy(image: Image, work_size: int) -> npt.NDArray[np.float32]:
-    """Local high-frequency energy of ``image`` on a grid whose long side is ``GRID_SIZE`` cells.
+    """Blob/ripple texture energy of ``image`` on a grid whose long side is about ``work_size``.
 
-    Returns a float32 ``(gh, gw)`` map in grey levels (mean absolute band-pass response per cell),
-    keeping the image's aspect ratio. Bright specular ripples of a bead score high; smooth or
-    finely brushed base metal scores low.
+    The energy is the smaller eigenvalue of the local structure tensor (Shi-Tomasi measure) of a
+    grayscale copy, integrated over ``TENSOR_SIGMA`` x the long side: high where gradients point in
+    many directions (bead ripples, pores, spatter), near zero on smooth metal and on straight
+    edges or scratches (tube silhouettes, rolling marks), which are strongly oriented.
+    Returns a float32 ``(gh, gw)`` map (squared grey-level gradients), aspect ratio kept.
     """
-    gray = _gray_work(image, work_size)
-    h, w = gray.shape
-    sigma = max(1.0, max(h, w) / 256.0)
-    band = np.abs(gray - cv2.GaussianBlur(gray, (0, 0), sigma))
-    k = GRID_SIZE / max(h, w)
-    gw, gh = max(1, round(w * k)), max(1, round(h * k))
-    grid = cv2.resize(band, (gw, gh), interpolation=cv2.INTER_AREA)
-    grid = cv2.GaussianBlur(grid, (0, 0), 1.0)
-    out: npt.NDArray[np.float32] = np.sqrt(grid)
+    h, w = image.shape[:2]
+    gray = _downscale(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), max(h, w) / work_size).astype(np.float32)
+    size = max(gray.shape)
+    gray = cv2.GaussianBlur(gray, (0, 0), GRADIENT_SIGMA * size)
+    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
+    sigma = TENSOR_SIGMA * size
+    jxx = cv2.GaussianBlur(gx * gx, (0, 0), sigma)
+    jyy = cv2.GaussianBlur(gy * gy, (0, 0), sigma)
+    jxy = cv2.GaussianBlur(gx * gy, (0, 0), sigma)
+    lam2 = 0.5 * (jxx + jyy) - np.sqrt(0.25 * (jxx - jyy) ** 2 + jxy**2)
+    out: npt.NDArray[np.float32] = np.maximum(lam2, 0.0).astype(np.float32)
     return out
 
 
@@ -279,7 +314,11 @@ def texture_energy(image: Image, work_size: int) -> npt.NDArray[np.float32]:
 def _projection_geometry(
     gh: int, gw: int, height: int, width: int, angles: tuple[float, ...]
 ) -> tuple[npt.NDArray[np.intp], FloatArray, float, float, int]:
-    """Bin index per (angle, cell), counts per bin, bin width and v of bin 0 (source pixels)."""
+    """Bin index per (angle, cell), cells per bin, bin width and v of bin 0 (source pixels).
+
+    Cell centres are in source pixels relative to the image centre; ``v = -x sin a + y cos a`` is
+    the across-seam coordinate for seam direction ``a``.
+    """
     sx, sy = width / gw, height / gh
     xs = (np.arange(gw) + 0.5) * sx - width / 2.0
     ys = (np.arange(gh) + 0.5) * sy - height / 2.0
@@ -298,29 +337,84 @@ def _projection_geometry(
     return idx, counts.reshape(len(angles), nbins), binw, -half - binw, nbins
 
 
+@dataclass(frozen=True)
+class _Profiles:
+    """Across-seam energy profiles: ``mean[a, b]`` of bin b at angle a, ``valid`` bins, geometry."""
+
+    angles: tuple[float, ...]
+    mean: FloatArray
+    valid: npt.NDArray[np.bool_]
+    binw: float
+    v0: float
+
+
 def _profiles(
     energy: npt.NDArray[np.float32], height: int, width: int, angles: tuple[float, ...]
-) -> tuple[FloatArray, FloatArray, float, float]:
-    """Mean energy per across-seam bin for each angle: (n_angles, nbins) profiles and counts."""
+) -> _Profiles:
     gh, gw = energy.shape
     idx, counts, binw, v0, nbins = _projection_geometry(gh, gw, height, width, angles)
     e = energy.ravel().astype(np.float64)
     sums = np.bincount(idx.ravel(), weights=np.tile(e, len(angles)), minlength=len(angles) * nbins)
     sums = sums.reshape(len(angles), nbins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        prof = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
-    return prof, counts, binw, v0
+    valid = counts >= MIN_BIN_FILL * counts.max(axis=1, keepdims=True)
+    mean = np.where(valid, sums / np.maximum(counts, 1.0), 0.0)
+    return _Profiles(angles, mean, valid, binw, v0)
 
 
-def _eta2(prof: FloatArray, counts: FloatArray, energy: npt.NDArray[np.float32]) -> FloatArray:
-    """Correlation ratio per angle: share of the energy variance explained by the profile."""
-    e = energy.astype(np.float64)
-    mean, total = float(e.mean()), float(e.var()) * e.size
-    if total <= 0:
-        return np.zeros(prof.shape[0])
-    between = (counts * (prof - mean) ** 2).sum(axis=1)
-    out: FloatArray = between / total
-    return out
+@dataclass(frozen=True)
+class _Band:
+    """Best centre-surround band at one angle: bins [lo, hi) , response and surround level."""
+
+    angle_index: int
+    lo: int
+    hi: int
+    response: float
+    centre: float
+    surround: float
+
+
+def _best_bands(prof: _Profiles, widths_bins: tuple[int, ...]) -> list[_Band]:
+    """Per angle, the window (over ``widths_bins``) maximising centre mean - max(flank means).
+
+    A window is a band of the profile; its flanks are the half-width runs on either side (only
+    valid bins count; both flanks must lie at least half inside the image). A band of high energy
+    with lower energy on both sides scores high; a step or ramp scores ~0.
+    """
+    n_a, n_b = prof.mean.shape
+    p = prof.mean * prof.valid
+    c = prof.valid.astype(np.float64)
+    cp = np.concatenate([np.zeros((n_a, 1)), np.cumsum(p, axis=1)], axis=1)
+    cc = np.concatenate([np.zeros((n_a, 1)), np.cumsum(c, axis=1)], axis=1)
+    best_r = np.full(n_a, -np.inf)
+    best = np.zeros((n_a, 5))
+    for w in widths_bins:
+        if w >= n_b:
+            continue
+        f = max(2, round(FLANK_WIDTH * w))
+        g = round(FLANK_GUARD * w)
+        s = np.arange(0, n_b - w + 1)
+        cen_n = cc[:, s + w] - cc[:, s]
+        cen = (cp[:, s + w] - cp[:, s]) / np.maximum(cen_n, 1e-9)
+        l1, l0 = np.clip(s - g, 0, n_b), np.clip(s - g - f, 0, n_b)
+        left_n = cc[:, l1] - cc[:, l0]
+        left = np.where(left_n >= 1, (cp[:, l1] - cp[:, l0]) / np.maximum(left_n, 1e-9), np.nan)
+        r0, r1 = np.clip(s + w + g, 0, n_b), np.clip(s + w + g + f, 0, n_b)
+        right_n = cc[:, r1] - cc[:, r0]
+        right = np.where(right_n >= 1, (cp[:, r1] - cp[:, r0]) / np.maximum(right_n, 1e-9), np.nan)
+        sur = np.maximum(left, right)  # NaN (no flank) propagates: both flanks must exist
+        both = (left_n >= f / 2) & (right_n >= f / 2)
+        r = np.where((cen_n >= 0.6 * w) & both & np.isfinite(sur), cen - sur, -np.inf)
+        j = np.argmax(r, axis=1)
+        rows = np.arange(n_a)
+        rj = r[rows, j]
+        better = rj > best_r
+        best_r = np.where(better, rj, best_r)
+        upd = np.stack([s[j], s[j] + w, rj, cen[rows, j], np.nan_to_num(sur[rows, j])], axis=1)
+        best = np.where(better[:, None], upd, best)
+    return [
+        _Band(i, int(best[i, 0]), int(best[i, 1]), float(best[i, 2]), float(best[i, 3]), float(best[i, 4]))
+        for i in range(n_a)
+    ]
 
 
 def _smooth1d(p: FloatArray, sigma: float) -> FloatArray:
@@ -332,41 +426,31 @@ def _smooth1d(p: FloatArray, sigma: float) -> FloatArray:
     return out
 
 
-def _band(profile: FloatArray, counts: FloatArray, gap: int) -> tuple[int, int, float, float]:
-    """Contiguous above-threshold run around the peak: (lo, hi) bin indices inclusive, contrast.
-
-    Only well-populated bins (>= 30 % of the fullest) count, so image corners do not dominate.
-    Returns also ``contrast`` = (peak - baseline) / peak in [0, 1] and the baseline.
-    """
-    ok = counts >= 0.3 * counts.max()
-    valid = np.flatnonzero(ok)
-    lo_valid, hi_valid = int(valid[0]), int(valid[-1])
-    p = _smooth1d(profile[lo_valid : hi_valid + 1], 1.5)
-    peak_i = int(np.argmax(p))
-    peak = float(p[peak_i])
-    base = float(np.percentile(p, 10))
-    thr = base + BAND_LEVEL * (peak - base)
-    above = p >= thr
-    lo = hi = peak_i
+def _grow_band(profile: FloatArray, valid: npt.NDArray[np.bool_], band: _Band, gap: int) -> tuple[int, int]:
+    """Widen the window [lo, hi) over contiguous bins whose smoothed energy is above the threshold
+    ``surround + BAND_LEVEL * (centre - surround)``; gaps up to ``gap`` bins are bridged."""
+    p = _smooth1d(np.where(valid, profile, 0.0), 1.0)
+    thr = band.surround + BAND_LEVEL * (band.centre - band.surround)
+    above = (p >= thr) & valid
     n = len(p)
-    while True:
-        nxt = hi + 1
-        while nxt < n and not above[nxt] and nxt - hi <= gap:
-            nxt += 1
-        if nxt < n and above[nxt] and nxt - hi <= gap + 1:
-            hi = nxt
+    lo, hi = band.lo, band.hi - 1
+    run = 0
+    j = hi + 1
+    while j < n and run <= gap:
+        if above[j]:
+            hi, run = j, 0
         else:
-            break
-    while True:
-        nxt = lo - 1
-        while nxt >= 0 and not above[nxt] and lo - nxt <= gap:
-            nxt -= 1
-        if nxt >= 0 and above[nxt] and lo - nxt <= gap + 1:
-            lo = nxt
+            run += 1
+        j += 1
+    run = 0
+    j = lo - 1
+    while j >= 0 and run <= gap:
+        if above[j]:
+            lo, run = j, 0
         else:
-            break
-    contrast = (peak - base) / peak if peak > 0 else 0.0
-    return lo + lo_valid, hi + lo_valid, contrast, base
+            run += 1
+        j -= 1
+    return lo, hi + 1
 
 
 def _extent(width: int, height: int, angle_deg: float) -> tuple[float, float, float, float]:
@@ -386,54 +470,79 @@ def _wrap_angle(angle: float) -> float:
     return float((angle + 90.0) % 180.0 - 90.0)
 
 
-def _seam_score(eta2: float, selectivity: float, contrast: float) -> float:
-    """Confidence in [0, 1] that a seam band exists, from the angle search statistics.
+def _seam_score(contrast: float, selectivity: float) -> float:
+    """Confidence in [0, 1] that a seam band exists.
 
-    ``eta2``: share of energy variance explained by the best profile; ``selectivity``: best eta2
-    over the median eta2 across angles (an oriented structure is strongly direction selective);
-    ``contrast``: (peak - baseline) / peak of the profile.
+    ``contrast``: best band response (centre - surround) over the mean energy of the image;
+    ``selectivity``: 1 - (best response at the perpendicular direction / best response), i.e. how
+    direction selective the band is (an isotropic texture scores ~0).
     """
-    s_eta = min(1.0, eta2 / 0.35)
-    s_sel = min(1.0, max(0.0, (selectivity - 1.0) / 3.0))
-    return float(np.clip(contrast * (0.5 * s_eta + 0.5 * s_sel), 0.0, 1.0))
+    s_con = min(1.0, max(0.0, contrast / SCORE_FULL_CONTRAST))
+    s_sel = min(1.0, max(0.0, selectivity))
+    return float(np.clip(s_con * (0.5 + 0.5 * s_sel), 0.0, 1.0))
+
+
+def _search(
+    energy: npt.NDArray[np.float32], height: int, width: int, angles: tuple[float, ...]
+) -> tuple[_Profiles, list[_Band]]:
+    prof = _profiles(energy, height, width, angles)
+    short = min(height, width) / prof.binw
+    widths = tuple(sorted({max(2, round(f * short)) for f in BAND_WIDTHS}))
+    return prof, _best_bands(prof, widths)
 
 
 def locate_seam(image: Image, cfg: PreprocessConfig) -> SeamRegion | None:
     """Find the weld bead: an oriented band (centre, length along, width across, angle, score).
 
-    ``image``: RGB uint8 (H, W, 3), not modified. Returns None when the image has no texture at all
-    (nothing to localise); otherwise a :class:`SeamRegion` in source pixels whose ``score`` in
+    ``image``: RGB uint8 (H, W, 3), not modified. Returns None when the image has no texture at
+    all (nothing to localise); otherwise a :class:`SeamRegion` in source pixels whose ``score`` in
     [0, 1] is the confidence that a seam was found (low for featureless or isotropic images). The
-    band is the bead itself (no margin); it is at least ``cfg.min_width_fraction`` of the image's
-    extent across the seam and spans the image along the seam.
+    band is the bead itself (no margin): at least ``cfg.min_width_fraction`` of the image's extent
+    across the seam, spanning the image along the seam.
+
+    Method: texture energy (:func:`texture_energy`) projected across every candidate direction
+    (coarse 4 deg steps, then 1 deg around the best); the direction with the strongest
+    centre-surround band (normalised by the profile's mean energy) wins; the band is grown over
+    neighbouring bins still clearly above the surround.
     """
     check_image(image)
     height, width = image.shape[:2]
     energy = texture_energy(image, cfg.work_size)
-    if float(energy.mean()) ** 2 < MIN_ENERGY:
-        logger.debug("locate_seam: featureless image (mean energy %.2g)", float(energy.mean()) ** 2)
+    if max(energy.shape) > PROJECTION_SIZE:
+        k = PROJECTION_SIZE / max(energy.shape)
+        size = (max(1, round(energy.shape[1] * k)), max(1, round(energy.shape[0] * k)))
+        energy = cv2.resize(energy, size, interpolation=cv2.INTER_AREA)
+    mean_e = float(energy.mean())
+    if mean_e < MIN_ENERGY:
+        logger.debug("locate_seam: featureless image (mean energy %.3g)", mean_e)
         return None
 
     coarse = tuple(float(a) for a in np.arange(-90.0, 90.0, COARSE_STEP_DEG))
-    prof, counts, _, _ = _profiles(energy, height, width, coarse)
-    eta = _eta2(prof, counts, energy)
-    best = coarse[int(np.argmax(eta))]
-    fine = tuple(_wrap_angle(best + d) for d in np.arange(-COARSE_STEP_DEG + 1, COARSE_STEP_DEG))
-    prof_f, counts_f, binw, v0 = _profiles(energy, height, width, fine)
-    eta_f = _eta2(prof_f, counts_f, energy)
-    i = int(np.argmax(eta_f))
-    angle = fine[i]
+    prof_c, bands_c = _search(energy, height, width, coarse)
+    norm_c = np.array(
+        [
+            b.response / max(float(prof_c.mean[b.angle_index][prof_c.valid[b.angle_index]].mean()), 1e-9)
+            for b in bands_c
+        ]
+    )
+    ib = int(np.argmax(norm_c))
+    fine = tuple(_wrap_angle(coarse[ib] + d) for d in np.arange(-COARSE_STEP_DEG + 1, COARSE_STEP_DEG))
+    prof, bands = _search(energy, height, width, fine)
+    norm = np.array(
+        [
+            b.response / max(float(prof.mean[b.angle_index][prof.valid[b.angle_index]].mean()), 1e-9)
+            for b in bands
+        ]
+    )
+    i = int(np.argmax(norm))
+    band, angle = bands[i], fine[i]
 
-    gap = max(1, round(BAND_GAP_FRACTION * math.hypot(width, height) / binw))
-    lo, hi, contrast, _ = _band(prof_f[i], counts_f[i], gap)
-    v_lo, v_hi = v0 + lo * binw, v0 + (hi + 1) * binw
+    gap = max(1, round(BAND_GAP_FRACTION * min(height, width) / prof.binw))
+    lo, hi = _grow_band(prof.mean[i], prof.valid[i], band, gap)
+    v_lo, v_hi = prof.v0 + lo * prof.binw, prof.v0 + hi * prof.binw
     u_min, u_max, vmin_img, vmax_img = _extent(width, height, angle)
-    across = vmax_img - vmin_img
-    band_w = v_hi - v_lo
-    min_w = cfg.min_width_fraction * across
+    band_w = max(v_hi - v_lo, cfg.min_width_fraction * (vmax_img - vmin_img))
     v_mid = (v_lo + v_hi) / 2.0
-    if band_w < min_w:
-        band_w = min_w
     v_lo2 = max(vmin_img, v_mid - band_w / 2.0)
     v_hi2 = min(vmax_img, v_lo2 + band_w)
     v_lo2 = max(vmin_img, v_hi2 - band_w)
@@ -445,11 +554,12 @@ def locate_seam(image: Image, cfg: PreprocessConfig) -> SeamRegion | None:
     cx = width / 2.0 + u_mid * math.cos(a) - v_mid * math.sin(a)
     cy = height / 2.0 + u_mid * math.sin(a) + v_mid * math.cos(a)
 
-    selectivity = float(eta_f[i] / max(np.median(eta), 1e-9))
-    score = _seam_score(float(eta_f[i]), selectivity, contrast)
+    perp = int(np.argmin([abs(abs(_wrap_angle(x - angle)) - 90.0) for x in coarse]))
+    selectivity = 1.0 - max(0.0, float(norm_c[perp])) / max(float(norm[i]), 1e-9)
+    score = _seam_score(float(band.response / mean_e), selectivity)
     logger.debug(
-        "locate_seam: angle %.1f eta2 %.3f selectivity %.2f contrast %.2f band %.0f px score %.2f",
-        angle, eta_f[i], selectivity, contrast, band_w, score,
+        "locate_seam: angle %.1f response %.3f selectivity %.2f band %.0f px score %.2f",
+        angle, norm[i], selectivity, band_w, score,
     )  # fmt: skip
     return SeamRegion(
         center=(float(cx), float(cy)), length=float(length), width=float(band_w), angle_deg=angle, score=score
@@ -565,13 +675,9 @@ def extract_strip(image: Image, region: SeamRegion, cfg: PreprocessConfig) -> St
     strip_len = min(strip_len, max_strip_length(cfg))
     matrix = _strip_matrix(crop, strip_len, cfg.strip_height)
 
-    src = image
-    pre = np.eye(3)
     f = max(sv, strip_len / crop.length)
-    if f < 0.8:
-        nw, nh = max(1, round(width * f)), max(1, round(height * f))
-        src = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
-        pre = np.diag([width / nw, height / nh, 1.0])  # resized (x', y') -> source (x, y)
+    src = _downscale(image, 1.0 / f) if f < 0.7 else image
+    pre = np.diag([width / src.shape[1], height / src.shape[0], 1.0])  # resized (x', y') -> source
     m_src = matrix @ pre  # resized continuous coords -> strip
     # OpenCV indexes pixel centres at integers: shift by half a pixel on both sides.
     shift_in = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])

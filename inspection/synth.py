@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,8 +227,8 @@ def generate_weld(
     wob_n = 64
     wob = cv2.GaussianBlur(rng.standard_normal((1, wob_n)).astype(np.float32), (0, 0), 3.0).ravel()
     wob = wob / (np.abs(wob).max() + 1e-6)
-    u_idx = np.clip(((u / diag) + 0.5) * (wob_n - 1), 0, wob_n - 1).astype(np.int32)
-    hw_map = (half_w * (1.0 + 0.12 * wob[u_idx])).astype(np.float32)
+    u_pos = np.clip(((u / diag) + 0.5) * (wob_n - 1), 0, wob_n - 1)
+    hw_map = (half_w * (1.0 + 0.12 * np.interp(u_pos, np.arange(wob_n), wob))).astype(np.float32)
     vn = v / hw_map  # -1..1 across the bead
     on_bead = np.abs(vn) < 1.0
 
@@ -249,8 +250,10 @@ def generate_weld(
     height_map += (0.12 * _smooth_noise(rng, h, w, max(3.0, 0.3 * px))).astype(np.float32)  # plate roughness
 
     # --- albedo: plate ----------------------------------------------------------------------
-    steel = float(rng.uniform(0.55, 0.8))
-    tint_rgb = np.array([1.0, 0.99, 0.97], np.float32) + rng.uniform(-0.02, 0.02, 3).astype(np.float32)
+    stainless = bool(rng.random() < 0.5)
+    steel = float(rng.uniform(0.6, 0.82) if stainless else rng.uniform(0.38, 0.62))
+    base_tint = [1.0, 0.99, 0.97] if stainless else [1.0, 0.96, 0.9]
+    tint_rgb = np.array(base_tint, np.float32) + rng.uniform(-0.02, 0.02, 3).astype(np.float32)
     brush = _brushed(rng, h, w, float(rng.uniform(0, 180)), float(rng.uniform(8, 30)))
     blotch = _smooth_noise(rng, h, w, min(w, h) / 4.0)
     plate = steel * (1.0 + 0.07 * brush + 0.06 * blotch)
@@ -266,10 +269,11 @@ def generate_weld(
     albedo = albedo + scratches[..., None]
 
     # --- heat tint beside the bead --------------------------------------------------------
-    stops = _TINT_STAINLESS if rng.random() < 0.5 else _TINT_CARBON
+    stops = _TINT_STAINLESS if stainless else _TINT_CARBON
     tint_w = float(rng.uniform(0.4, 1.3)) * half_w
     dist = (np.abs(v) - hw_map) / tint_w + 0.25 * _smooth_noise(rng, h, w, 0.5 * half_w)
     tint_alpha = np.clip(1.0 - dist, 0.0, 1.0) ** 0.7 * float(rng.uniform(0.5, 0.95))
+    tint_alpha = cv2.GaussianBlur(tint_alpha.astype(np.float32), (0, 0), max(0.8, 0.06 * half_w))
     tint_col = _palette(stops, np.clip(dist, 0.0, 1.0))
     tint_col = tint_col * (1.0 + 0.08 * brush[..., None])
     albedo = albedo * (1.0 - tint_alpha[..., None]) + tint_col * tint_alpha[..., None]
@@ -383,7 +387,7 @@ def generate_weld(
     ball_col = np.array([0.45, 0.42, 0.40], np.float32) * float(rng.uniform(0.7, 1.2))
     albedo = albedo * (1.0 - ball_mask[..., None]) + ball_col * ball_mask[..., None]
     # pore interior: almost black
-    albedo = albedo * (1.0 - 0.85 * pore_mask[..., None])
+    albedo = albedo * (1.0 - 0.75 * pore_mask[..., None])
 
     # --- shading ------------------------------------------------------------------------------
     gy, gx = np.gradient(height_map)
@@ -537,3 +541,41 @@ def write_dataset(
         log.info("wrote %s (%d pores, %d spatter)", rel, n_pores, n_spatter)
     ann_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return ann_path
+
+
+# --------------------------------------------------------------------------------------------
+# contact sheet (pure)
+
+_BOX_COLOURS: dict[str, tuple[int, int, int]] = {"porosity": (255, 40, 40), "spatter": (0, 230, 255)}
+
+
+def contact_sheet(
+    items: Sequence[tuple[Image, Sequence[Box]]], *, cols: int = 4, thumb: int = 300, gap: int = 4
+) -> Image:
+    """Tile images (each with its boxes drawn: porosity red, spatter cyan) into one RGB image.
+
+    Each image is resized to ``thumb`` x ``thumb`` px (aspect ignored; boxes scaled to match).
+    Returns an RGB uint8 ``(rows * (thumb + gap) - gap, cols * (thumb + gap) - gap, 3)`` array.
+    """
+    if not items:
+        msg = "contact_sheet needs at least one image"
+        raise ValueError(msg)
+    if cols < 1 or thumb < 8 or gap < 0:
+        msg = f"need cols >= 1, thumb >= 8, gap >= 0; got cols={cols}, thumb={thumb}, gap={gap}"
+        raise ValueError(msg)
+    rows = math.ceil(len(items) / cols)
+    sheet = np.full((rows * (thumb + gap) - gap, cols * (thumb + gap) - gap, 3), 255, np.uint8)
+    for k, (image, boxes) in enumerate(items):
+        check_image(image, f"contact_sheet item {k}")
+        h, w = image.shape[:2]
+        tile = np.ascontiguousarray(cv2.resize(image, (thumb, thumb), interpolation=cv2.INTER_AREA))
+        sx, sy = thumb / w, thumb / h
+        for b in boxes:
+            colour = _BOX_COLOURS.get(b.label, (255, 255, 0))
+            p0 = (round(b.x0 * sx) - 1, round(b.y0 * sy) - 1)
+            p1 = (round(b.x1 * sx) + 1, round(b.y1 * sy) + 1)
+            cv2.rectangle(tile, p0, p1, colour, 1, cv2.LINE_AA)
+        r, c = divmod(k, cols)
+        y0, x0 = r * (thumb + gap), c * (thumb + gap)
+        sheet[y0 : y0 + thumb, x0 : x0 + thumb] = tile
+    return sheet

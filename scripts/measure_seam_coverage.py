@@ -58,7 +58,9 @@ def read_rgb(path: Path) -> Image:
 
 
 def load_annotations(root: Path, limit: int | None) -> list[dict[str, object]]:
-    rows = [json.loads(line) for line in (root / "annotations.jsonl").read_text().splitlines() if line.strip()]
+    rows = [
+        json.loads(line) for line in (root / "annotations.jsonl").read_text().splitlines() if line.strip()
+    ]
     rows.sort(key=lambda r: str(r["image"]))
     if limit is not None and limit < len(rows):
         step = len(rows) / limit
@@ -150,7 +152,9 @@ def contact_sheet(items: list[tuple[Image, Preprocessed, list[Box], str]], path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=DATA, help="folder holding weld-porosity/ etc.")
     parser.add_argument("--limit", type=int, default=None, help="evaluate an evenly spaced subset")
     parser.add_argument("--min-inside", type=float, default=0.9, help="box area fraction that must be inside")
@@ -186,13 +190,19 @@ def main(argv: list[str] | None = None) -> int:
         if failed:
             logger.debug("uncovered %s %s worst inside %.2f", res.group, res.name, res.worst_inside)
 
-    print(f"criterion: a pore box is inside when >= {args.min_inside:.0%} of its area lies in the strip region")
-    print("| group | photos with pores | all pores inside | coverage | mean strip area / image | mean seam score |")
+    print(
+        f"criterion: a pore box is inside when >= {args.min_inside:.0%} of its area lies in the strip region"
+    )
+    print(
+        "| group | photos with pores | all pores inside | coverage | mean strip area / image | mean seam score |"
+    )
     print("|---|---|---|---|---|---|")
     for g, n, c, cov, area, score in summarise(results):
         print(f"| {g} | {n} | {c} | {cov:.1%} | {area:.2f} | {score:.2f} |")
     ms = sorted(t * 1000 for t in times)
-    print(f"preprocess time per 800x800 image: median {ms[len(ms) // 2]:.1f} ms, p90 {ms[int(0.9 * len(ms))]:.1f} ms")
+    print(
+        f"preprocess time per 800x800 image: median {ms[len(ms) // 2]:.1f} ms, p90 {ms[int(0.9 * len(ms))]:.1f} ms"
+    )
 
     unl = args.data / "weld-photos-unlabelled" / "images"
     if unl.is_dir():

@@ -38,3 +38,11 @@ def unlabelled_data() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random model artifact (built once per test session)."""
+    from tests.helpers.artifacts import make_tiny_artifact
+
+    return make_tiny_artifact(tmp_path_factory.mktemp("tiny-model"))

@@ -240,3 +240,10 @@ def test_input_image_bytes_not_needed_after_decode() -> None:
     image = decode_image(encode(RGB, "PNG"), name="a.png")
     image[0, 0] = (1, 2, 3)  # writable
     assert tuple(image[0, 0]) == (1, 2, 3)
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF")
+def test_damaged_exif_keeps_the_stored_orientation() -> None:
+    bad_exif = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff\x01\x12"
+    image = decode_image(encode(gradient_rgb(20, 30), "JPEG", exif=bad_exif), name="bad_exif.jpg")
+    assert image.shape == (20, 30, 3)

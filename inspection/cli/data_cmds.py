@@ -1,9 +1,257 @@
-"""CLI commands: data."""
+"""CLI commands: ``weldinspect data ...`` (import, stats, groups, spatter-sheet)."""
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
+
+if TYPE_CHECKING:
+    from inspection.data.manifest import ManifestRecord
+
+data_app = typer.Typer(
+    name="data",
+    help="Data sets: import foreign formats, statistics, weld grouping, spatter realism sheet.",
+    no_args_is_help=True,
+)
+
+PRESETS = ("none", "weld-porosity")
+
+
+def _fail(command: str, message: str) -> typer.Exit:
+    typer.echo(f"weldinspect data {command}: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def _label_map(command: str, items: list[str], preset: str) -> dict[str, str]:
+    from inspection.data.importers import parse_label_map
+    from inspection.data.manifest import REAL_POROSITY_LABEL_MAP
+
+    if preset not in PRESETS:
+        raise _fail(command, f"unknown --preset {preset!r}; valid: {', '.join(PRESETS)}")
+    base = dict(REAL_POROSITY_LABEL_MAP) if preset == "weld-porosity" else {}
+    try:
+        base.update(parse_label_map(items))
+    except ValueError as exc:
+        raise _fail(command, str(exc)) from exc
+    return base
+
+
+def _manifest_path(command: str, directory: Path) -> Path:
+    path = directory / "annotations.jsonl" if directory.is_dir() else directory
+    if not path.is_file():
+        raise _fail(command, f"{path} does not exist (expected a data-set folder with annotations.jsonl)")
+    return path
+
+
+@data_app.command("import")
+def import_cmd(
+    src: Path = typer.Argument(..., help="Source data set (folder, or a COCO JSON file)."),
+    fmt: str = typer.Option(..., "--format", "-f", help="Source format: voc, yolo, coco or folders."),
+    out: Path = typer.Option(..., "--out", "-o", help="Destination folder (gets annotations.jsonl + images/)."),
+    maps: list[str] = typer.Option([], "--map", "-m", help="Label mapping SOURCE=TARGET (repeatable)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing DST/annotations.jsonl."),
+) -> None:
+    """Import a VOC / YOLO / COCO / folder-per-class data set into DST/annotations.jsonl (images copied)."""
+    from inspection.data.importers import FORMATS, ImportFormatError, import_dataset, materialise, with_count_grades
+    from inspection.data.manifest import write_manifest
+
+    if fmt not in FORMATS:
+        raise _fail("import", f"unknown --format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if not src.exists():
+        raise _fail("import", f"source {src} does not exist")
+    if (out / "annotations.jsonl").exists() and not force:
+        raise _fail("import", f"{out / 'annotations.jsonl'} already exists (use --force to overwrite)")
+    if out.exists() and not out.is_dir():
+        raise _fail("import", f"{out} exists and is not a folder")
+    label_map = _label_map("import", maps, "none")
+    try:
+        records, report = import_dataset(fmt, src, label_map=label_map)
+    except ImportFormatError as exc:
+        raise _fail("import", str(exc)) from exc
+    present = {o.label for r in records for o in r.objects}
+    records = with_count_grades(materialise(records, out), present)
+    path = write_manifest(out, records)
+    typer.echo(report.summary(max_examples=2))
+    typer.echo(f"wrote {len(records)} records to {path} (images copied to {out / 'images'})")
+
+
+def _print_stats(stats: Any, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{title}[/bold]: {stats.n_images} images, {stats.n_objects} boxes")
+    t = Table(title="labels")
+    for c in ("label", "boxes", "images"):
+        t.add_column(c, justify="left" if c == "label" else "right")
+    for k, v in stats.objects_per_label.items():
+        t.add_row(k, str(v), str(stats.images_per_label.get(k, 0)))
+    console.print(t)
+    t = Table(title="original labels")
+    t.add_column("label")
+    t.add_column("boxes", justify="right")
+    for k, v in stats.objects_per_raw_label.items():
+        t.add_row(k, str(v))
+    console.print(t)
+    t = Table(title="groups (images per grade)")
+    t.add_column("group")
+    t.add_column("images", justify="right")
+    for d in stats.graded_defects:
+        for g in range(4):
+            t.add_column(f"{d[:4]} {g}", justify="right")
+    for grp, n in stats.images_per_group.items():
+        cells = [str(v) for d in stats.graded_defects for v in stats.group_grades.get(grp, {}).get(d, [])]
+        t.add_row(grp, str(n), *cells)
+    if stats.graded_defects:
+        totals = [str(v) for d in stats.graded_defects for v in stats.grades[d]]
+        t.add_row("[bold]all[/bold]", str(stats.n_images), *totals)
+    console.print(t)
+
+
+@data_app.command("stats")
+def stats_cmd(
+    directory: Path = typer.Argument(..., help="Data-set folder holding annotations.jsonl."),
+    chart: Path | None = typer.Option(None, "--chart", help="PNG chart path (default DIR/stats.png)."),
+    markdown: Path | None = typer.Option(None, "--markdown", help="Also write the tables as Markdown here."),
+    maps: list[str] = typer.Option([], "--map", "-m", help="Label mapping SOURCE=TARGET (repeatable)."),
+    preset: str = typer.Option("none", "--preset", help="Label map preset: none or weld-porosity."),
+    check_images: bool = typer.Option(True, "--check-images/--no-check-images", help="Open and hash every image."),
+) -> None:
+    """Counts per label, per grade and per group (rich tables) and a PNG chart."""
+    from inspection.data.manifest import read_manifest
+    from inspection.data.stats import compute_stats, stats_markdown, write_chart
+
+    path = _manifest_path("stats", directory)
+    label_map = _label_map("stats", maps, preset)
+    records, report = read_manifest(path, label_map=label_map or None, check_images=check_images)
+    stats = compute_stats(records)
+    title = path.parent.name
+    _print_stats(stats, title)
+    typer.echo(report.summary(max_examples=2))
+    chart_path = write_chart(stats, chart or path.parent / "stats.png", title=f"{title}: {stats.n_images} images")
+    typer.echo(f"chart: {chart_path}")
+    if markdown is not None:
+        markdown.write_text(stats_markdown(stats, title), encoding="utf-8")
+        typer.echo(f"markdown: {markdown}")
+
+
+def _list_images(directory: Path) -> tuple[list[Path], list[ManifestRecord] | None]:
+    from inspection.data.importers import IMAGE_SUFFIXES
+    from inspection.data.manifest import read_manifest
+
+    if (directory / "annotations.jsonl").is_file():
+        records, _ = read_manifest(directory, check_images=False)
+        return [r.path() for r in records], records
+    paths = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return paths, None
+
+
+@data_app.command("groups")
+def groups_cmd(
+    directory: Path = typer.Argument(..., help="Data-set folder (annotations.jsonl) or a folder of images."),
+    out: Path = typer.Option(Path("groups.json"), "--out", help="Where to write the groups (JSON)."),
+    sheets: Path | None = typer.Option(None, "--sheets", help="Contact-sheet folder (default: a new temp dir)."),
+    min_inliers: int = typer.Option(20, "--min-inliers", help="RANSAC inliers that make two photos one weld."),
+    k: int = typer.Option(12, "--k", help="Nearest neighbours (bag-of-words) verified per photo."),
+    manifest_out: Path | None = typer.Option(
+        None, "--manifest-out", help="Write a copy of the manifest with group = the found weld (auto000, ...)."
+    ),
+) -> None:
+    """Group photos of the same physical weld (ORB + RANSAC homography + union-find)."""
+    import tempfile
+
+    import cv2
+
+    from inspection.data.groups import adjusted_rand_index, contact_sheet, group_images, orb_features
+    from inspection.data.manifest import write_manifest
+    from inspection.ingest import IngestError, read_image
+
+    if not directory.is_dir():
+        raise _fail("groups", f"{directory} is not a folder")
+    if min_inliers < 4 or k < 1:
+        raise _fail("groups", f"--min-inliers must be >= 4 and --k >= 1, got {min_inliers} and {k}")
+    paths, records = _list_images(directory)
+    if not paths:
+        raise _fail("groups", f"no images found in {directory}")
+    t0 = time.perf_counter()
+    feats, ok_paths, ok_idx = [], [], []
+    for i, p in enumerate(paths):
+        try:
+            feats.append(orb_features(read_image(p)))
+        except (IngestError, OSError) as exc:
+            typer.echo(f"skipping {p}: {exc}", err=True)
+            continue
+        ok_paths.append(p)
+        ok_idx.append(i)
+    t_feat = time.perf_counter() - t0
+    result = group_images(feats, min_inliers=min_inliers, k=k)
+    elapsed = time.perf_counter() - t0
+    members = result.members()
+    order = sorted(members, key=lambda g: -len(members[g]))
+    rename = {g: n for n, g in enumerate(order)}
+    labels = [rename[g] for g in result.labels]
+    doc: dict[str, Any] = {
+        "source": str(directory),
+        "params": {"min_inliers": min_inliers, "k": k, "max_side": 400, "n_features": 500},
+        "n_images": len(ok_paths),
+        "n_groups": result.n_groups,
+        "pairs_checked": result.pairs_checked,
+        "seconds": round(elapsed, 1),
+        "groups": [
+            {"id": rename[g], "size": len(members[g]), "images": [ok_paths[i].name for i in members[g]]} for g in order
+        ],
+    }
+    if records is not None and any(r.group for r in records):
+        truth = [records[i].group or f"(none)/{i}" for i in ok_idx]
+        doc["ari_vs_manifest_groups"] = round(adjusted_rand_index(truth, labels), 4)
+        doc["confusion"] = _confusion(truth, labels)
+    out_path = out
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    sheet_dir = sheets or Path(tempfile.mkdtemp(prefix="weld-groups-"))
+    sheet_dir.mkdir(parents=True, exist_ok=True)
+    for g in order:
+        idx = members[g][:48]
+        imgs = [read_image(ok_paths[i]) for i in idx]
+        titles = [(records[ok_idx[i]].group or "") if records else ok_paths[i].stem[:12] for i in idx]
+        sheet = contact_sheet(imgs, thumb=96, columns=8, titles=titles)
+        cv2.imwrite(str(sheet_dir / f"group{rename[g]:03d}.jpg"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    typer.echo(
+        f"{len(ok_paths)} photos -> {result.n_groups} groups; {result.pairs_checked} pairs verified; "
+        f"features {t_feat:.1f} s, total {elapsed:.1f} s"
+    )
+    typer.echo("group sizes: " + ", ".join(str(len(members[g])) for g in order))
+    if "ari_vs_manifest_groups" in doc:
+        typer.echo(f"adjusted Rand index vs the manifest's groups: {doc['ari_vs_manifest_groups']:.4f}")
+    typer.echo(f"groups: {out_path}; contact sheets: {sheet_dir}")
+    if manifest_out is not None:
+        if records is None:
+            raise _fail("groups", "--manifest-out needs DIR to hold annotations.jsonl")
+        import dataclasses
+        import os
+
+        base = manifest_out.parent if manifest_out.suffix else manifest_out
+        new = list(records)
+        for pos, i in enumerate(ok_idx):
+            new[i] = dataclasses.replace(records[i], group=f"auto{labels[pos]:03d}")
+        # image paths stay relative to the new manifest's folder
+        new = [dataclasses.replace(r, image=Path(os.path.relpath(r.path(), base)).as_posix()) for r in new]
+        write_manifest(manifest_out, new)
+        typer.echo(f"manifest with found groups: {manifest_out}")
+
+
+def _confusion(truth: list[str], labels: list[int]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for t, g in zip(truth, labels, strict=True):
+        row = out.setdefault(t, {})
+        row[str(g)] = row.get(str(g), 0) + 1
+    return dict(sorted(out.items()))
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
+    app.add_typer(data_app, name="data")

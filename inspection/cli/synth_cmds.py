@@ -14,6 +14,9 @@ def synth(
     width: int = typer.Option(800, "--width", help="Image width in pixels (>= 16)."),
     height: int = typer.Option(800, "--height", help="Image height in pixels (>= 16)."),
     quality: int = typer.Option(90, "--quality", help="JPEG quality of the written files (1-100)."),
+    sheet: Path | None = typer.Option(
+        None, "--sheet", help="Also write a contact sheet (JPEG) of the first 12 images with boxes drawn."
+    ),
 ) -> None:
     """Write N procedural weld photos with porosity/spatter boxes and reference grades."""
     from inspection.synth import MIN_SIZE_PX, write_dataset
@@ -32,6 +35,34 @@ def synth(
         raise typer.Exit(code=2)
     ann = write_dataset(out, n, seed, width=width, height=height, jpeg_quality=quality)
     typer.echo(f"wrote {n} synthetic welds ({width} x {height}, seed {seed}) to {out}; annotations: {ann}")
+    if sheet is not None:
+        _write_sheet(ann, sheet)
+        typer.echo(f"wrote contact sheet {sheet}")
+
+
+def _write_sheet(ann: Path, sheet: Path, count: int = 12) -> None:
+    """Contact sheet of the first ``count`` records of ``ann`` (boxes drawn) as a JPEG."""
+    import json
+
+    from PIL import Image as PILImage
+
+    from inspection.ingest import read_image
+    from inspection.synth import contact_sheet
+    from inspection.types import Box
+
+    items = []
+    lines = ann.read_text(encoding="utf-8").splitlines()
+    for line in lines[:count]:
+        rec = json.loads(line)
+        # annotation corners are inclusive pixels; Box corners are pixel edges
+        boxes = [
+            Box(float(x0), float(y0), float(x1) + 1.0, float(y1) + 1.0, str(o["label"]))
+            for o in rec["objects"]
+            for x0, y0, x1, y1 in [o["box"]]
+        ]
+        items.append((read_image(ann.parent / rec["image"]), boxes))
+    sheet.parent.mkdir(parents=True, exist_ok=True)
+    PILImage.fromarray(contact_sheet(items)).save(sheet, format="JPEG", quality=80, optimize=True)
 
 
 def register(app: typer.Typer) -> None:

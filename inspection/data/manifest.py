@@ -241,7 +241,7 @@ class ManifestReport:
         return "\n".join(lines)
 
 
-class _Collector:
+class ProblemCollector:
     """Mutable helper that gathers problems while a reader runs."""
 
     def __init__(self) -> None:
@@ -252,20 +252,23 @@ class _Collector:
 
 
 def map_label(
-    raw: str, label_map: Mapping[str, str] | None, problems: _Collector, line: int, image: str | None
+    raw: str, label_map: Mapping[str, str] | None, problems: ProblemCollector, line: int, image: str | None
 ) -> str:
     """``raw`` through ``label_map`` onto :data:`LABELS`; unknown ones reported and returned as other."""
     label = label_map.get(raw, raw) if label_map else raw
     if label in LABELS:
         return label
     problems.add(
-        line, image, "unknown_label", f"label {raw!r} is not in the vocabulary {LABELS} (after label map); kept as 'other'"
+        line,
+        image,
+        "unknown_label",
+        f"label {raw!r} is not in the vocabulary {LABELS} (after label map); kept as 'other'",
     )
     return OTHER
 
 
 def clean_box(
-    raw: Any, width: int, height: int, problems: _Collector, line: int, image: str | None
+    raw: Any, width: int, height: int, problems: ProblemCollector, line: int, image: str | None
 ) -> BoxTuple | None:
     """Validate one ``[x0, y0, x1, y1]``: sort swapped corners, clip to the image, drop empty ones."""
     if (
@@ -273,7 +276,9 @@ def clean_box(
         or len(raw) != 4
         or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in raw)
     ):
-        problems.add(line, image, "bad_box", f"box must be 4 finite numbers [x0, y0, x1, y1], got {raw!r}; dropped")
+        problems.add(
+            line, image, "bad_box", f"box must be 4 finite numbers [x0, y0, x1, y1], got {raw!r}; dropped"
+        )
         return None
     x0, y0, x1, y1 = (float(v) for v in raw)
     if x0 > x1 or y0 > y1:
@@ -283,7 +288,12 @@ def clean_box(
     cx0, cy0 = min(max(x0, 0.0), width), min(max(y0, 0.0), height)
     cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
     if cx1 <= cx0 or cy1 <= cy0:
-        problems.add(line, image, "box_outside", f"box {list(raw)} has no area inside the {width}x{height} image; dropped")
+        problems.add(
+            line,
+            image,
+            "box_outside",
+            f"box {list(raw)} has no area inside the {width}x{height} image; dropped",
+        )
         return None
     if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1):
         problems.add(
@@ -292,18 +302,20 @@ def clean_box(
     return (cx0, cy0, cx1, cy1)
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header; raises OSError/ValueError when not decodable."""
+def image_size(path: Path) -> tuple[int, int]:
+    """Upright (width, height) from the file header (EXIF orientation applied, as
+    ``inspection.ingest`` does); raises OSError/ValueError when not decodable."""
     from PIL import Image as PILImage
 
     with PILImage.open(path) as im:
         im.verify()
-        return int(im.size[0]), int(im.size[1])
+    with PILImage.open(path) as im:
+        w, h = int(im.size[0]), int(im.size[1])
+        orientation = im.getexif().get(0x0112, 1)  # EXIF orientation: 5-8 swap the axes
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
-def _optional_fields(
-    data: Mapping[str, Any], problems: _Collector, line: int, image: str
-) -> dict[str, Any]:
+def _optional_fields(data: Mapping[str, Any], problems: ProblemCollector, line: int, image: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     grades = data.get("grades")
     if grades is not None:
@@ -312,14 +324,20 @@ def _optional_fields(
         else:
             kept: dict[str, int] = {}
             for key, g in grades.items():
-                if key in _GRADE_KEYS and isinstance(g, int) and not isinstance(g, bool) and 0 <= g < GRADE_LEVELS:
+                if (
+                    key in _GRADE_KEYS
+                    and isinstance(g, int)
+                    and not isinstance(g, bool)
+                    and 0 <= g < GRADE_LEVELS
+                ):
                     kept[key] = g
                 else:
                     problems.add(
                         line,
                         image,
                         "bad_field",
-                        f"grades[{key!r}]={g!r} invalid (keys {_GRADE_KEYS}, ints 0..{GRADE_LEVELS - 1}); dropped",
+                        f"grades[{key!r}]={g!r} invalid (keys {_GRADE_KEYS}, ints 0..{GRADE_LEVELS - 1})"
+                        "; dropped",
                     )
             out["grades"] = kept
     params = data.get("params")
@@ -355,7 +373,9 @@ def _optional_fields(
         if isinstance(labels, list) and all(isinstance(x, str) for x in labels):
             out["labels"] = tuple(labels)
         else:
-            problems.add(line, image, "bad_field", f"labels must be a list of strings, got {labels!r}; dropped")
+            problems.add(
+                line, image, "bad_field", f"labels must be a list of strings, got {labels!r}; dropped"
+            )
     return out
 
 
@@ -366,7 +386,7 @@ def parse_record(
     root: Path,
     label_map: Mapping[str, str] | None,
     check_images: bool,
-    problems: _Collector,
+    problems: ProblemCollector,
     seen_hashes: dict[str, str] | None = None,
 ) -> ManifestRecord | None:
     """Validate one decoded JSON line into a record (None when it must be skipped; see module doc)."""
@@ -381,7 +401,9 @@ def parse_record(
     size_given = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height))
     objects_raw = data.get("objects", [])
     if not isinstance(objects_raw, list):
-        problems.add(line, image, "bad_record", f"'objects' must be a list, got {type(objects_raw).__name__}; skipped")
+        problems.add(
+            line, image, "bad_record", f"'objects' must be a list, got {type(objects_raw).__name__}; skipped"
+        )
         return None
     if check_images:
         path = root / image
@@ -390,9 +412,11 @@ def parse_record(
             return None
         try:
             payload = path.read_bytes()
-            real_w, real_h = _image_size(path)
-        except (OSError, ValueError, SyntaxError) as exc:
-            problems.add(line, image, "unreadable_image", f"image file {path} cannot be decoded ({exc}); skipped")
+            real_w, real_h = image_size(path)
+        except Exception as exc:  # any decoder failure (PIL raises many types) means unreadable
+            problems.add(
+                line, image, "unreadable_image", f"image file {path} cannot be decoded ({exc}); skipped"
+            )
             return None
         if seen_hashes is not None:
             digest = hashlib.sha256(payload).hexdigest()
@@ -413,14 +437,22 @@ def parse_record(
         width, height = real_w, real_h
     elif not size_given:
         problems.add(
-            line, image, "bad_record", f"width/height must be positive ints, got {width!r}x{height!r}; skipped"
+            line,
+            image,
+            "bad_record",
+            f"width/height must be positive ints, got {width!r}x{height!r}; skipped",
         )
         return None
     width, height = int(cast(int, width)), int(cast(int, height))
     objects: list[ManifestObject] = []
     for raw_obj in objects_raw:
         if not isinstance(raw_obj, Mapping) or not isinstance(raw_obj.get("label"), str):
-            problems.add(line, image, "bad_box", f"object must be {{'label': str, 'box': [...]}}, got {raw_obj!r}; dropped")
+            problems.add(
+                line,
+                image,
+                "bad_box",
+                f"object must be {{'label': str, 'box': [...]}}, got {raw_obj!r}; dropped",
+            )
             continue
         box = clean_box(raw_obj.get("box"), width, height, problems, line, image)
         if box is None:
@@ -431,9 +463,7 @@ def parse_record(
         original = raw_label or written
         objects.append(ManifestObject(label, box, original if original != label else None))
     extra = _optional_fields(data, problems, line, image)
-    return ManifestRecord(
-        image=image, width=width, height=height, objects=tuple(objects), root=root, **extra
-    )
+    return ManifestRecord(image=image, width=width, height=height, objects=tuple(objects), root=root, **extra)
 
 
 def read_manifest(
@@ -456,7 +486,7 @@ def read_manifest(
         msg = f"manifest {path} does not exist (expected an annotations.jsonl file or a folder holding one)"
         raise FileNotFoundError(msg)
     root = path.parent
-    problems = _Collector()
+    problems = ProblemCollector()
     records: list[ManifestRecord] = []
     seen: dict[str, str] = {}
     n_lines = 0
@@ -468,7 +498,9 @@ def read_manifest(
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
-                problems.add(lineno, None, "bad_json", f"not valid JSON ({exc.msg} at column {exc.colno}); skipped")
+                problems.add(
+                    lineno, None, "bad_json", f"not valid JSON ({exc.msg} at column {exc.colno}); skipped"
+                )
                 continue
             rec = parse_record(
                 data,

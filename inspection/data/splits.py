@@ -58,9 +58,7 @@ def groups_of(records: Sequence[ManifestRecord]) -> dict[str, list[int]]:
     return dict(out)
 
 
-def leave_one_group_out(
-    records: Sequence[ManifestRecord], *, min_group_size: int = 10
-) -> list[Fold]:
+def leave_one_group_out(records: Sequence[ManifestRecord], *, min_group_size: int = 10) -> list[Fold]:
     """One fold per group of at least ``min_group_size`` records, sorted by group name.
 
     Groups smaller than ``min_group_size`` and ungrouped records are in every fold's training
@@ -125,12 +123,12 @@ def group_split(
     groups = groups_of(records)
     names = list(groups)
     hist = {
-        name: np.bincount([_grade_of(records[i], stratify_by, cfg) for i in idx], minlength=GRADE_LEVELS).astype(
-            float
-        )
+        name: np.bincount(
+            [_grade_of(records[i], stratify_by, cfg) for i in idx], minlength=GRADE_LEVELS
+        ).astype(float)
         for name, idx in groups.items()
     }
-    target = sum(hist.values()) * val_fraction
+    target = np.sum(list(hist.values()), axis=0) * val_fraction
 
     def cost(h: np.ndarray) -> float:
         # squared deviation per grade plus the total-size deviation

@@ -353,7 +353,9 @@ class TileDataset(Dataset[dict[str, torch.Tensor]]):
         grade = int(rng.choice(GRADE_LEVELS, p=np.asarray(probs)))
         n = int(self.spatter.sample_count(grade, rng))
         h, w = tile.shape[:2]
-        seam = SeamRegion(center=(w / 2.0, h / 2.0), length=float(w), width=h * self.opt.seam_width_fraction)
+        seam = SeamRegion(
+            center=(w / 2.0, h / 2.0), length=float(w), width=h * self.opt.seam_width_fraction, angle_deg=0.0
+        )
         if n == 0:
             return tile, _boxes([]), 0
         new, boxes = self.spatter.composite(tile, rng, n, seam)
@@ -403,8 +405,10 @@ class TileDataset(Dataset[dict[str, torch.Tensor]]):
         tile, pores = geo
         tile, sp_boxes, sp_grade = self._spatter(tile, rng)
         if self.photometric is not None:
-            all_boxes = np.concatenate([pores, sp_boxes]) if sp_boxes.size else pores
-            tile, _ = self._apply(self.photometric, tile, all_boxes, seed + 1)
+            setter = getattr(self.photometric, "set_random_seed", None)
+            if setter is not None:
+                setter(seed + 1)
+            tile = np.ascontiguousarray(self.photometric(image=tile)["image"], dtype=np.uint8)
         if tile.shape != (o.strip_height, o.tile_length, 3):
             msg = f"transform produced a tile of shape {tile.shape}, expected {(o.strip_height, o.tile_length, 3)}"
             raise ValueError(msg)

@@ -103,9 +103,8 @@ def _encode(value: Any, path: str, out: list[str]) -> None:
             _encode(item, f"{path}[{i}]", out)
         out.append("]")
     else:
-        msg = (
-            f"{path}: {type(value).__name__} is not JSON; valid: dict, list, tuple, str, int, float, bool, None"
-        )
+        valid = "dict, list, tuple, str, int, float, bool, None"
+        msg = f"{path}: {type(value).__name__} is not JSON; valid: {valid}"
         raise CanonicalError(msg)
 
 

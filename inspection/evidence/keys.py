@@ -127,7 +127,9 @@ class Signer:
         """A fresh in-memory key pair (tests, or :func:`init_key` before writing it out)."""
         private = Ed25519PrivateKey.generate()
         when = (created_at or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
-        info = KeyInfo(key_id_for(private.public_key()), station_id, when, public_key_pem(private.public_key()))
+        info = KeyInfo(
+            key_id_for(private.public_key()), station_id, when, public_key_pem(private.public_key())
+        )
         return cls(info, private)
 
 
@@ -199,7 +201,9 @@ def list_keys(keys_dir: Path) -> list[KeyInfo]:
 
 def load_public_keys(keys_dir: Path) -> dict[str, Ed25519PublicKey]:
     """Public keys by key id from the ``*.pub`` files of ``keys_dir``."""
-    return {i.key_id: load_public_pem(i.public_key_pem, f"{keys_dir}/{i.key_id}.pub") for i in list_keys(keys_dir)}
+    return {
+        i.key_id: load_public_pem(i.public_key_pem, f"{keys_dir}/{i.key_id}.pub") for i in list_keys(keys_dir)
+    }
 
 
 def load_signer(keys_dir: Path, *, key_id: str | None = None, station_id: str | None = None) -> Signer:

@@ -399,6 +399,16 @@ def add_review(
     return _review(row)
 
 
+def set_review_evidence(session: Session, review_id: str, evidence_seq: int) -> None:
+    """Link a review to its evidence record."""
+    row = session.get(ReviewRow, review_id)
+    if row is None:
+        msg = f"no review with id {review_id!r}"
+        raise LookupError(msg)
+    row.evidence_seq = evidence_seq
+    session.flush()
+
+
 def list_reviews(session: Session, inspection_id: str) -> list[ReviewInfo]:
     rows = session.scalars(
         select(ReviewRow).where(ReviewRow.inspection_id == inspection_id).order_by(ReviewRow.created_at)

@@ -105,11 +105,14 @@ class TrainConfig(_Section):
     output_dir: Path = Path("runs")
     artifact_root: Path = Path("models/weld-grader")
     calibration_from: Path | None = None
+    comparison_runs: tuple[str, ...] = ()
+    ablation_runs: tuple[str, ...] = ()
+    notes: str = ""
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     data: DataSection = Field(default_factory=DataSection)
     preprocess: PreprocessConfig = Field(
-        default_factory=lambda: PreprocessConfig(strip_height=128, tile_length=384)
+        default_factory=lambda: PreprocessConfig(strip_height=128, tile_length=256)
     )
     grading: GradingConfig = Field(default_factory=GradingConfig)
     augment: AugmentSection = Field(default_factory=AugmentSection)

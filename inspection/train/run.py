@@ -388,6 +388,7 @@ def run_lowo(cfg: TrainConfig, samples: list[StripSample], *, resume: bool = Fal
         raise ValueError(msg)
     parts: dict[str, list[npt.NDArray[Any]]] = {}
     results: dict[str, FoldResult] = {}
+    speed: dict[str, float] = {}
     t0 = time.perf_counter()
     for fold in folds:
         train = [s for s in samples if s.group != fold]
@@ -413,7 +414,10 @@ def run_lowo(cfg: TrainConfig, samples: list[StripSample], *, resume: bool = Fal
             "fold": np.array([fold] * len(tile_sample)),
         }.items():
             parts.setdefault(k, []).append(v)
-        torch.save({"model": res.model.state_dict() if res.model else {}}, run_dir / f"fold-{fold}" / "model.pt")
+        if res.model is not None and not speed:
+            from inspection.train.final import measure_speed
+
+            speed = measure_speed(res.model, cfg.preprocess.strip_height, cfg.preprocess.tile_length, cfg.threads)
         res.model = None
     oof = {k: np.concatenate(v) for k, v in parts.items()}
     oof["image_grade_by_sample"] = np.array([s.grade for s in samples], np.int64)
@@ -449,6 +453,8 @@ def run_lowo(cfg: TrainConfig, samples: list[StripSample], *, resume: bool = Fal
         },
         "calibration": calib,
         "median_best_epoch": int(statistics.median([results[f].best_epoch for f in folds])),
+        "speed": speed,
+        "augment": cfg.augment.model_dump(mode="json"),
         "minutes": (time.perf_counter() - t0) / 60.0,
     }
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))

@@ -41,7 +41,9 @@ def test_grade_from_count_rejects_bad_input(count: int, thresholds: tuple[int, i
 
 
 def _record(n_pores: int, n_spatter: int, grades: dict[str, int] | None = None) -> ManifestRecord:
-    objs = [ManifestObject("porosity", (1, 1, 3, 3))] * n_pores + [ManifestObject("spatter", (5, 5, 6, 6))] * n_spatter
+    objs = [ManifestObject("porosity", (1, 1, 3, 3))] * n_pores + [
+        ManifestObject("spatter", (5, 5, 6, 6))
+    ] * n_spatter
     objs.append(ManifestObject("other", (0, 0, 10, 10)))
     return ManifestRecord("x.jpg", 10, 10, objects=tuple(objs), grades=grades or {})
 

@@ -44,7 +44,10 @@ def messy(tmp_path: Path) -> Path:
         _line("images/dup.jpg"),  # 5 duplicate_image (same bytes as 0.jpg)
         _line("images/1.jpg", [{"label": "porosity", "box": [-4, 2, 10, 30]}]),  # 6 box_clipped
         _line("images/2.jpg", [{"label": "porosity", "box": [40, 30, 50, 40]}]),  # 7 box_outside
-        _line("images/3.jpg", [{"label": "blob", "box": [1, 1, 2, 2]}, {"label": "porosity", "box": [9, 9, 3, 3]}]),
+        _line(
+            "images/3.jpg",
+            [{"label": "blob", "box": [1, 1, 2, 2]}, {"label": "porosity", "box": [9, 9, 3, 3]}],
+        ),
         json.dumps({"width": 3}),  # 9 bad_record
         json.dumps([1, 2, 3]),  # 10 bad_json (not an object)
         _line("images/1.jpg", [], grades={"porosity": 7}, mm_per_px=-1),  # 11 duplicate of line 6
@@ -96,12 +99,19 @@ def test_bad_optional_fields_are_dropped_and_reported(tmp_path: Path) -> None:
     records, report = read_manifest(tmp_path)
     assert len(report.by_code("bad_field")) == 3
     rec = records[0]
-    assert rec.grades == {"spatter": 2} and rec.mm_per_px is None and rec.thickness_mm == 2.0 and rec.material is None
+    assert (
+        rec.grades == {"spatter": 2}
+        and rec.mm_per_px is None
+        and rec.thickness_mm == 2.0
+        and rec.material is None
+    )
 
 
 def test_size_mismatch_uses_the_file_size(tmp_path: Path) -> None:
     _jpeg(tmp_path / "a.jpg", w=40, h=20)
-    (tmp_path / "annotations.jsonl").write_text(_line("a.jpg", [{"label": "porosity", "box": [0, 0, 35, 10]}]))
+    (tmp_path / "annotations.jsonl").write_text(
+        _line("a.jpg", [{"label": "porosity", "box": [0, 0, 35, 10]}])
+    )
     records, report = read_manifest(tmp_path)
     assert report.by_code("size_mismatch")
     assert (records[0].width, records[0].height) == (40, 20)
@@ -110,7 +120,10 @@ def test_size_mismatch_uses_the_file_size(tmp_path: Path) -> None:
 
 def test_label_map_and_unknown_labels(tmp_path: Path) -> None:
     _jpeg(tmp_path / "a.jpg")
-    objs = [{"label": name, "box": [1, 1, 4, 4]} for name in ("Surface_pores", "good", "Not_fully_soldered", "zzz")]
+    objs = [
+        {"label": name, "box": [1, 1, 4, 4]}
+        for name in ("Surface_pores", "good", "Not_fully_soldered", "zzz")
+    ]
     (tmp_path / "annotations.jsonl").write_text(_line("a.jpg", objs))
     records, report = read_manifest(tmp_path, label_map=REAL_POROSITY_LABEL_MAP)
     assert [o.label for o in records[0].objects] == ["porosity", "other", "lack_of_fusion", "other"]
@@ -119,7 +132,9 @@ def test_label_map_and_unknown_labels(tmp_path: Path) -> None:
 
 def test_no_image_check_needs_sizes(tmp_path: Path) -> None:
     (tmp_path / "annotations.jsonl").write_text(
-        _line("nowhere.jpg", [{"label": "porosity", "box": [1, 1, 4, 4]}]) + "\n" + json.dumps({"image": "b.jpg"})
+        _line("nowhere.jpg", [{"label": "porosity", "box": [1, 1, 4, 4]}])
+        + "\n"
+        + json.dumps({"image": "b.jpg"})
     )
     records, report = read_manifest(tmp_path, check_images=False)
     assert [r.image for r in records] == ["nowhere.jpg"]
@@ -127,7 +142,7 @@ def test_no_image_check_needs_sizes(tmp_path: Path) -> None:
 
 
 def test_missing_manifest_file_raises_clearly(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="annotations.jsonl"):
+    with pytest.raises(FileNotFoundError, match=r"annotations\.jsonl"):
         read_manifest(tmp_path)
 
 
@@ -140,7 +155,10 @@ def test_write_read_round_trip(tmp_path: Path) -> None:
             32,
             24,
             group="weld01",
-            objects=(ManifestObject("porosity", (1.5, 2, 10, 12.25), raw_label="pore"), ManifestObject("spatter", (0, 0, 3, 3))),
+            objects=(
+                ManifestObject("porosity", (1.5, 2, 10, 12.25), raw_label="pore"),
+                ManifestObject("spatter", (0, 0, 3, 3)),
+            ),
             source="here",
             grades={"porosity": 2, "spatter": 1},
             params={"current_a": 120.5, "gas": "Ar"},

@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""End-to-end batch scoring throughput versus a decode-only floor, in one run.
+
+    .venv/bin/python scripts/bench_score.py [DIR] [--n 200] [--workers N] [--batch-size 32]
+
+DIR holds the images (800 x 800 JPEGs); without DIR, N synthetic 800 x 800 seam photos are
+generated into a temporary folder first. The decode-only floor reads and decodes the same files
+with the same number of worker processes and nothing else. Prints both rates and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _decode(path: Path) -> int:
+    from inspection.ingest import read_image
+
+    return int(read_image(path).shape[0])
+
+
+def decode_floor(files: list[Path], workers: int) -> float:
+    """Images/s for read + decode only."""
+    t0 = time.perf_counter()
+    if workers <= 0:
+        for f in files:
+            _decode(f)
+    else:
+        with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(_decode, files, chunksize=8))
+    return len(files) / (time.perf_counter() - t0)
+
+
+def make_images(out: Path, n: int) -> list[Path]:
+    import cv2
+    import numpy as np
+
+    from inspection.synth import generate_weld
+
+    rng = np.random.default_rng(0)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(n):
+        weld = generate_weld(rng, width=800, height=800, n_pores=int(rng.integers(0, 5)), n_spatter=int(rng.integers(0, 25)))
+        path = out / f"seam_{i:05d}.jpg"
+        cv2.imwrite(str(path), cv2.cvtColor(weld.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        files.append(path)
+    return files
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dir", nargs="?", type=Path)
+    parser.add_argument("--n", type=int, default=200, help="synthetic images when no DIR is given")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    args = parser.parse_args()
+
+    from inspection.batch import expand_inputs, score
+    from inspection.pipeline import Inspector
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.dir or Path(tmp) / "images"
+        files = sorted(folder.glob("*.jpg")) if args.dir else make_images(folder, args.n)
+        if not files:
+            print(f"no *.jpg files in {folder}", file=sys.stderr)
+            return 2
+        inspector = Inspector.from_artifact(args.model, backend=args.backend)
+        decode_floor(files[: min(16, len(files))], args.workers)  # warm the page cache
+        floor = decode_floor(files, args.workers)
+        t0 = time.perf_counter()
+        summary = score(expand_inputs([folder]), Path(tmp) / "results.jsonl", inspector,
+                        workers=args.workers, batch_size=args.batch_size)  # fmt: skip
+        e2e = summary.scored / (time.perf_counter() - t0)
+    print(f"images: {len(files)}  workers: {args.workers}  batch: {args.batch_size}  backend: {args.backend}")
+    print(f"decode-only floor: {floor:.1f} images/s")
+    print(f"end-to-end:        {e2e:.1f} images/s")
+    print(f"ratio end-to-end / floor: {e2e / floor:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The Inspector: one path from image to result (tiny random model; behaviour, not accuracy)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inspection.pipeline import Inspector, prepare
+from inspection.synth import generate_weld
+from inspection.types import Defect, InspectionContext, InspectionResult
+from tests.helpers.artifacts import make_tiny_artifact
+
+
+@pytest.fixture(scope="module")
+def inspector(tiny_model_dir: Path) -> Inspector:
+    return Inspector.from_artifact(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def weld_image() -> np.ndarray:
+    return generate_weld(np.random.default_rng(7), width=640, height=480, n_pores=3, n_spatter=8).image
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert ok
+    return buf.tobytes()
+
+
+def test_inspect_graded_result(inspector: Inspector, weld_image: np.ndarray) -> None:
+    result = inspector.inspect(weld_image)
+    assert (result.width, result.height) == (640, 480)
+    assert result.quality.ok
+    assert result.seam is not None
+    for head in (result.porosity, result.spatter):
+        assert head is not None
+        assert sum(head.probs) == pytest.approx(1.0, abs=1e-6)
+        assert head.confidence == pytest.approx(max(head.probs))
+    assert result.model.name == "weld-grader-test" and len(result.model.sha256) == 64
+    assert {"decode", "preprocess", "quality", "model", "postprocess", "standards"} <= set(result.timings_ms)
+    assert inspector.config_sha256 and len(inspector.config_sha256) == 64
+
+
+def test_json_round_trip_of_a_real_result(inspector: Inspector, weld_image: np.ndarray) -> None:
+    result = inspector.inspect(weld_image, InspectionContext(mm_per_px=0.05))
+    back = InspectionResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert back == result
+
+
+def test_bytes_and_path_give_the_same_result(inspector: Inspector, weld_image: np.ndarray, tmp_path: Path) -> None:
+    data = _jpeg(weld_image)
+    path = tmp_path / "seam.jpg"
+    path.write_bytes(data)
+    a, b = inspector.inspect(data), inspector.inspect(path)
+    assert a.image_sha256 == b.image_sha256
+    assert a.porosity == b.porosity and a.spatter == b.spatter
+
+
+def test_inspect_many_matches_inspect(inspector: Inspector) -> None:
+    rng = np.random.default_rng(3)
+    images = [generate_weld(rng, width=320, height=320, n_pores=1, n_spatter=2).image for _ in range(3)]
+    many = inspector.inspect_many(images, batch_size=2)
+    for img, res in zip(images, many, strict=True):
+        one = inspector.inspect(img)
+        assert one.porosity is not None and res.porosity is not None
+        np.testing.assert_allclose(one.porosity.probs, res.porosity.probs, atol=1e-5)
+        assert one.image_sha256 == res.image_sha256
+
+
+def test_quality_failure_is_routed_to_review_without_grades(inspector: Inspector, weld_image: np.ndarray) -> None:
+    dark = (weld_image * 0.05).astype(np.uint8)
+    result = inspector.inspect(dark)
+    assert not result.quality.ok
+    assert result.porosity is None and result.spatter is None and result.findings == ()
+    assert result.needs_review
+    assert "quality:underexposed" in result.review_reasons
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "reason"),
+    [
+        ({"abstain": {"porosity": {"min_confidence": 1.0}, "spatter": {"min_confidence": 0.0,
+          "max_p_defect_for_zero": 1.0}}}, "abstain:porosity"),
+        ({"ood": 1e-9}, "out_of_distribution"),
+    ],
+)  # fmt: skip
+def test_review_routing_by_model(tmp_path: Path, weld_image: np.ndarray, thresholds: dict, reason: str) -> None:
+    inspector = Inspector.from_artifact(make_tiny_artifact(tmp_path / "m", thresholds=thresholds))
+    result = inspector.inspect(weld_image)
+    assert result.needs_review
+    assert reason in result.review_reasons
+
+
+def test_review_not_triggered_by_lenient_thresholds(tmp_path: Path, weld_image: np.ndarray) -> None:
+    lenient = {"porosity": {"min_confidence": 0.0, "max_p_defect_for_zero": 1.0},
+               "spatter": {"min_confidence": 0.0, "max_p_defect_for_zero": 1.0}}  # fmt: skip
+    inspector = Inspector.from_artifact(make_tiny_artifact(tmp_path / "m", thresholds={"abstain": lenient, "ood": 1e9}))
+    result = inspector.inspect(weld_image)
+    assert result.review_reasons == ()
+    assert not result.needs_review
+
+
+def test_findings_in_source_pixels_and_mm(tmp_path: Path, weld_image: np.ndarray) -> None:
+    inspector = Inspector.from_artifact(
+        make_tiny_artifact(tmp_path / "m", thresholds={"peak": {"porosity": 0.0, "spatter": 0.0}, "max_peaks": 5})
+    )
+    ctx = InspectionContext(mm_per_px=0.05)
+    result = inspector.inspect(weld_image, ctx)
+    assert result.findings, "a zero peak threshold must yield findings"
+    for f in result.findings:
+        assert 0 <= f.x <= result.width and 0 <= f.y <= result.height
+        assert 0.0 <= f.along_seam <= 1.0
+        assert f.diameter_mm == pytest.approx(f.diameter_px * 0.05, abs=1e-3)
+        assert f.x_mm == pytest.approx(f.x * 0.05, abs=1e-3)
+    assert {f.kind for f in result.findings} <= {Defect.POROSITY, Defect.SPATTER}
+    without = inspector.inspect(weld_image)
+    assert all(f.diameter_mm is None for f in without.findings)
+
+
+def test_heatmaps_are_in_source_pixels(inspector: Inspector, weld_image: np.ndarray) -> None:
+    detailed = inspector.inspect_detailed(weld_image)
+    assert detailed.heatmaps is not None
+    assert detailed.heatmaps.shape == (2, 480, 640)
+    assert 0.0 <= float(detailed.heatmaps.min()) and float(detailed.heatmaps.max()) <= 1.0
+
+
+def test_prepare_does_not_mutate_and_names_bad_bytes(inspector: Inspector, weld_image: np.ndarray) -> None:
+    from inspection.ingest import IngestError
+
+    before = weld_image.copy()
+    prepare(weld_image, inspector.prepare_config)
+    np.testing.assert_array_equal(before, weld_image)
+    with pytest.raises(IngestError, match="upload.jpg"):
+        prepare(b"not an image at all", inspector.prepare_config, name="upload.jpg")
+
+
+def test_standards_use_context(inspector: Inspector, weld_image: np.ndarray) -> None:
+    missing = inspector.inspect(weld_image)
+    assert missing.standards is not None and not missing.standards.assessable
+    assert "thickness_mm" in missing.standards.missing
+    ctx = InspectionContext(process="arc", material="carbon_steel", thickness_mm=4.0, mm_per_px=0.05)
+    full = inspector.inspect(weld_image, ctx)
+    assert full.standards is not None and full.standards.assessable
+    assert full.standards.level_reached in {"B", "C", "D", "below D"}
