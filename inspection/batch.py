@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inspection.config import StoreConfig
 from inspection.ingest import IngestError, image_sha256, read_image_bytes
-from inspection.pipeline import Inspector, PrepareConfig, Prepared, prepare
+from inspection.pipeline import Inspector, PrepareConfig, Prepared, prepare, recommendation_for
 from inspection.types import SCHEMA_VERSION, InspectionContext, InspectionResult
 
 log = logging.getLogger(__name__)
@@ -674,3 +675,52 @@ def _jobs(
         finally:
             for fut in queue:
                 fut.cancel()
+
+
+def recommendation_hook(
+    item: ScoreItem, prepared: Prepared, result: InspectionResult, data: bytes | None
+) -> dict[str, Any]:
+    """Record hook adding parameter advice when the image's context allows it."""
+    return {"recommendation": recommendation_for(result)}
+
+
+def ledger_hook(
+    db: str,
+    inspector: Inspector,
+    *,
+    station: str | None = None,
+    store_config: StoreConfig | None = None,
+) -> RecordHook:
+    """Record hook that also appends a signed evidence record per graded image.
+
+    ``db`` is a database URL, or ``default`` for the local store (``StoreConfig``). The signing
+    key is the station's newest key in the store's key directory (``weldinspect keys init``).
+    Raises ValueError (usage) when the store cannot be opened or no key exists.
+    """
+    from inspection.evidence.keys import KeyFileError, load_signer
+    from inspection.evidence.ledger import Ledger, record_inspection
+    from inspection.store import Store
+    from inspection.store.db import StoreError
+
+    cfg = store_config or StoreConfig()
+    url = cfg.db_url if db == "default" else db
+    try:
+        signer = load_signer(cfg.keys_dir, station_id=station)
+        store = Store.open(url, cfg.images_dir)
+    except (KeyFileError, StoreError) as exc:
+        raise ValueError(str(exc)) from exc
+    ledger = Ledger(store, signer)
+
+    def hook(
+        item: ScoreItem, prepared: Prepared, result: InspectionResult, data: bytes | None
+    ) -> dict[str, Any]:
+        rec = recommendation_for(result)
+        if data is None:
+            data = read_image_bytes(item.path)
+        inspection_id, record = record_inspection(
+            store, ledger, result, data, config_sha256=inspector.config_sha256, recommendation=rec
+        )
+        evidence = {"inspection_id": inspection_id, "seq": record.seq, "record_hash": record.record_hash}
+        return {"recommendation": rec, "evidence": evidence}
+
+    return hook

@@ -23,7 +23,7 @@ REVIEW_COLOUR = (255, 140, 0)
 
 
 def _scaled(size: int) -> float:
-    return max(0.4, size / 900.0)
+    return max(0.75, size / 900.0)
 
 
 def blend_heatmaps(image: Image, heatmaps: npt.NDArray[np.floating], alpha: float = 0.5) -> Image:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +31,7 @@ from inspection.model.postprocess import combine_tile_probs, decide, decode_peak
 from inspection.model.runtime import Grader, RawPrediction
 from inspection.preprocess import Preprocessed, preprocess, tile_to_source
 from inspection.quality import assess_quality
+from inspection.recommend import recommend
 from inspection.standards import assess as assess_standards
 from inspection.types import (
     Defect,
@@ -367,3 +369,25 @@ class Inspector:
                 warped = cv2.warpAffine(up, m, (p.width, p.height), flags=cv2.INTER_LINEAR, borderValue=0.0)
                 np.maximum(out[c], warped, out=out[c])
         return out
+
+
+def recommendation_for(result: InspectionResult) -> dict[str, Any] | None:
+    """Parameter advice for ``result`` when its context says enough (process, material, thickness
+    and the current parameters); None otherwise. A context the expert database cannot use gives
+    ``{"status": "unavailable", "message": ...}`` instead of failing the inspection."""
+    ctx = result.context
+    if (
+        ctx is None
+        or not ctx.params
+        or ctx.process is None
+        or ctx.material is None
+        or ctx.thickness_mm is None
+    ):
+        return None
+    try:
+        rec = recommend(
+            result, ctx.params, process=ctx.process, material=ctx.material, thickness_mm=ctx.thickness_mm
+        )
+    except ValueError as exc:
+        return {"status": "unavailable", "message": str(exc)}
+    return rec.to_dict()

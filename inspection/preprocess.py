@@ -43,7 +43,9 @@ PROJECTION_SIZE = 80
 """Long side (cells) of the energy grid the angle search projects (speed vs angular precision)."""
 GRADIENT_SIGMA = 1.0 / 160.0
 """Pre-blur before the gradients, as a fraction of the long side (sets the texture scale)."""
-TENSOR_SIGMA = 5.0 / 128.0
+ENERGY_POWER = 1.0
+"""Exponent applied to the Shi-Tomasi measure (> 1 favours the strongest texture, the bead)."""
+TENSOR_SIGMA = 4.0 / 128.0
 """Structure-tensor integration scale as a fraction of the image's long side."""
 BAND_WIDTHS = (0.06, 0.12, 0.2, 0.3, 0.45)
 """Candidate bead widths for the centre-surround search, as fractions of the image's short side."""
@@ -306,7 +308,7 @@ def texture_energy(image: Image, work_size: int) -> npt.NDArray[np.float32]:
     jyy = cv2.GaussianBlur(gy * gy, (0, 0), sigma)
     jxy = cv2.GaussianBlur(gx * gy, (0, 0), sigma)
     lam2 = 0.5 * (jxx + jyy) - np.sqrt(0.25 * (jxx - jyy) ** 2 + jxy**2)
-    out: npt.NDArray[np.float32] = np.maximum(lam2, 0.0).astype(np.float32)
+    out: npt.NDArray[np.float32] = (np.maximum(lam2, 0.0) ** ENERGY_POWER).astype(np.float32)
     return out
 
 

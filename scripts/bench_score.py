@@ -47,7 +47,9 @@ def make_images(out: Path, n: int) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = []
     for i in range(n):
-        weld = generate_weld(rng, width=800, height=800, n_pores=int(rng.integers(0, 5)), n_spatter=int(rng.integers(0, 25)))
+        weld = generate_weld(
+            rng, width=800, height=800, n_pores=int(rng.integers(0, 5)), n_spatter=int(rng.integers(0, 25))
+        )
         path = out / f"seam_{i:05d}.jpg"
         cv2.imwrite(str(path), cv2.cvtColor(weld.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
         files.append(path)
@@ -55,7 +57,9 @@ def make_images(out: Path, n: int) -> list[Path]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("dir", nargs="?", type=Path)
     parser.add_argument("--n", type=int, default=200, help="synthetic images when no DIR is given")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)

@@ -66,18 +66,25 @@ def test_expand_manifest_resolves_images_and_context(tmp_path: Path) -> None:
 
 
 def test_missing_input_is_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="nope.jpg"):
+    with pytest.raises(UsageError, match=r"nope\.jpg"):
         expand_inputs([tmp_path / "nope.jpg"])
 
 
 def test_context_csv_joins_by_name_and_collects_params(tmp_path: Path) -> None:
     _touch(tmp_path / "imgs" / "a.jpg")
     csv_path = tmp_path / "ctx.csv"
-    csv_path.write_text("image,material,thickness_mm,mm_per_px,machine_serial,power_w,gas\na.jpg,aluminium,3,0.04,SN1,2000,argon\n")
+    csv_path.write_text(
+        "image,material,thickness_mm,mm_per_px,machine_serial,power_w,gas\na.jpg,aluminium,3,0.04,SN1,2000,argon\n"
+    )
     items = attach_contexts(expand_inputs([tmp_path / "imgs"]), load_context_table(csv_path))
     ctx = items[0].context
     assert ctx is not None
-    assert (ctx.material, ctx.thickness_mm, ctx.mm_per_px, ctx.machine_serial) == ("aluminium", 3.0, 0.04, "SN1")
+    assert (ctx.material, ctx.thickness_mm, ctx.mm_per_px, ctx.machine_serial) == (
+        "aluminium",
+        3.0,
+        0.04,
+        "SN1",
+    )
     assert ctx.params == {"power_w": 2000.0, "gas": "argon"}
 
 
@@ -85,9 +92,9 @@ def test_context_csv_joins_by_name_and_collects_params(tmp_path: Path) -> None:
     ("name", "text", "fragment"),
     [
         ("c.json", "[1, 2", "could not be read"),
-        ("c.json", "[{\"material\": \"x\"}]", "no 'image' field"),
+        ("c.json", '[{"material": "x"}]', "no 'image' field"),
         ("c.txt", "image\n", "unsupported type"),
-        ("c.json", "[{\"image\": \"a.jpg\", \"thickness_mm\": -2}]", "thickness_mm"),
+        ("c.json", '[{"image": "a.jpg", "thickness_mm": -2}]', "thickness_mm"),
     ],
 )
 def test_bad_context_file_is_usage_error(tmp_path: Path, name: str, text: str, fragment: str) -> None:

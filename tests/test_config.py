@@ -43,7 +43,7 @@ def test_store_url_defaults_to_sqlite_in_home(tmp_path: Path) -> None:
 def test_invalid_config_names_the_problem(tmp_path: Path, text: str, fragment: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match="bad.yaml") as info:
+    with pytest.raises(ConfigError, match=r"bad\.yaml") as info:
         load_config(path, environ={})
     assert fragment in str(info.value)
 

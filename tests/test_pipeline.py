@@ -51,7 +51,9 @@ def test_json_round_trip_of_a_real_result(inspector: Inspector, weld_image: np.n
     assert back == result
 
 
-def test_bytes_and_path_give_the_same_result(inspector: Inspector, weld_image: np.ndarray, tmp_path: Path) -> None:
+def test_bytes_and_path_give_the_same_result(
+    inspector: Inspector, weld_image: np.ndarray, tmp_path: Path
+) -> None:
     data = _jpeg(weld_image)
     path = tmp_path / "seam.jpg"
     path.write_bytes(data)
@@ -71,7 +73,9 @@ def test_inspect_many_matches_inspect(inspector: Inspector) -> None:
         assert one.image_sha256 == res.image_sha256
 
 
-def test_quality_failure_is_routed_to_review_without_grades(inspector: Inspector, weld_image: np.ndarray) -> None:
+def test_quality_failure_is_routed_to_review_without_grades(
+    inspector: Inspector, weld_image: np.ndarray
+) -> None:
     dark = (weld_image * 0.05).astype(np.uint8)
     result = inspector.inspect(dark)
     assert not result.quality.ok
@@ -88,7 +92,9 @@ def test_quality_failure_is_routed_to_review_without_grades(inspector: Inspector
         ({"ood": 1e-9}, "out_of_distribution"),
     ],
 )  # fmt: skip
-def test_review_routing_by_model(tmp_path: Path, weld_image: np.ndarray, thresholds: dict, reason: str) -> None:
+def test_review_routing_by_model(
+    tmp_path: Path, weld_image: np.ndarray, thresholds: dict, reason: str
+) -> None:
     inspector = Inspector.from_artifact(make_tiny_artifact(tmp_path / "m", thresholds=thresholds))
     result = inspector.inspect(weld_image)
     assert result.needs_review
@@ -98,7 +104,9 @@ def test_review_routing_by_model(tmp_path: Path, weld_image: np.ndarray, thresho
 def test_review_not_triggered_by_lenient_thresholds(tmp_path: Path, weld_image: np.ndarray) -> None:
     lenient = {"porosity": {"min_confidence": 0.0, "max_p_defect_for_zero": 1.0},
                "spatter": {"min_confidence": 0.0, "max_p_defect_for_zero": 1.0}}  # fmt: skip
-    inspector = Inspector.from_artifact(make_tiny_artifact(tmp_path / "m", thresholds={"abstain": lenient, "ood": 1e9}))
+    inspector = Inspector.from_artifact(
+        make_tiny_artifact(tmp_path / "m", thresholds={"abstain": lenient, "ood": 1e9})
+    )
     result = inspector.inspect(weld_image)
     assert result.review_reasons == ()
     assert not result.needs_review
@@ -106,7 +114,9 @@ def test_review_not_triggered_by_lenient_thresholds(tmp_path: Path, weld_image: 
 
 def test_findings_in_source_pixels_and_mm(tmp_path: Path, weld_image: np.ndarray) -> None:
     inspector = Inspector.from_artifact(
-        make_tiny_artifact(tmp_path / "m", thresholds={"peak": {"porosity": 0.0, "spatter": 0.0}, "max_peaks": 5})
+        make_tiny_artifact(
+            tmp_path / "m", thresholds={"peak": {"porosity": 0.0, "spatter": 0.0}, "max_peaks": 5}
+        )
     )
     ctx = InspectionContext(mm_per_px=0.05)
     result = inspector.inspect(weld_image, ctx)
@@ -125,7 +135,7 @@ def test_heatmaps_are_in_source_pixels(inspector: Inspector, weld_image: np.ndar
     detailed = inspector.inspect_detailed(weld_image)
     assert detailed.heatmaps is not None
     assert detailed.heatmaps.shape == (2, 480, 640)
-    assert 0.0 <= float(detailed.heatmaps.min()) and float(detailed.heatmaps.max()) <= 1.0
+    assert float(detailed.heatmaps.min()) >= 0.0 and float(detailed.heatmaps.max()) <= 1.0
 
 
 def test_prepare_does_not_mutate_and_names_bad_bytes(inspector: Inspector, weld_image: np.ndarray) -> None:
@@ -134,7 +144,7 @@ def test_prepare_does_not_mutate_and_names_bad_bytes(inspector: Inspector, weld_
     before = weld_image.copy()
     prepare(weld_image, inspector.prepare_config)
     np.testing.assert_array_equal(before, weld_image)
-    with pytest.raises(IngestError, match="upload.jpg"):
+    with pytest.raises(IngestError, match=r"upload\.jpg"):
         prepare(b"not an image at all", inspector.prepare_config, name="upload.jpg")
 
 

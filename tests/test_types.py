@@ -149,5 +149,5 @@ def test_result_json_round_trip() -> None:
 def test_result_refuses_unknown_schema_version() -> None:
     data = _result().to_dict()
     data["schema_version"] = "9.9"
-    with pytest.raises(ValueError, match="unsupported InspectionResult schema_version '9.9'"):
+    with pytest.raises(ValueError, match=r"unsupported InspectionResult schema_version '9\.9'"):
         InspectionResult.from_dict(data)

@@ -51,12 +51,20 @@ def _manifest_path(command: str, directory: Path) -> Path:
 def import_cmd(
     src: Path = typer.Argument(..., help="Source data set (folder, or a COCO JSON file)."),
     fmt: str = typer.Option(..., "--format", "-f", help="Source format: voc, yolo, coco or folders."),
-    out: Path = typer.Option(..., "--out", "-o", help="Destination folder (gets annotations.jsonl + images/)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Destination folder (gets annotations.jsonl + images/)."
+    ),
     maps: list[str] = typer.Option([], "--map", "-m", help="Label mapping SOURCE=TARGET (repeatable)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing DST/annotations.jsonl."),
 ) -> None:
     """Import a VOC / YOLO / COCO / folder-per-class data set into DST/annotations.jsonl (images copied)."""
-    from inspection.data.importers import FORMATS, ImportFormatError, import_dataset, materialise, with_count_grades
+    from inspection.data.importers import (
+        FORMATS,
+        ImportFormatError,
+        import_dataset,
+        materialise,
+        with_count_grades,
+    )
     from inspection.data.manifest import write_manifest
 
     if fmt not in FORMATS:
@@ -75,7 +83,7 @@ def import_cmd(
     present = {o.label for r in records for o in r.objects}
     records = with_count_grades(materialise(records, out), present)
     path = write_manifest(out, records)
-    typer.echo(report.summary(max_examples=2))
+    typer.echo(report.summary(max_examples=10))
     typer.echo(f"wrote {len(records)} records to {path} (images copied to {out / 'images'})")
 
 
@@ -119,7 +127,9 @@ def stats_cmd(
     markdown: Path | None = typer.Option(None, "--markdown", help="Also write the tables as Markdown here."),
     maps: list[str] = typer.Option([], "--map", "-m", help="Label mapping SOURCE=TARGET (repeatable)."),
     preset: str = typer.Option("none", "--preset", help="Label map preset: none or weld-porosity."),
-    check_images: bool = typer.Option(True, "--check-images/--no-check-images", help="Open and hash every image."),
+    check_images: bool = typer.Option(
+        True, "--check-images/--no-check-images", help="Open and hash every image."
+    ),
 ) -> None:
     """Counts per label, per grade and per group (rich tables) and a PNG chart."""
     from inspection.data.manifest import read_manifest
@@ -132,7 +142,9 @@ def stats_cmd(
     title = path.parent.name
     _print_stats(stats, title)
     typer.echo(report.summary(max_examples=2))
-    chart_path = write_chart(stats, chart or path.parent / "stats.png", title=f"{title}: {stats.n_images} images")
+    chart_path = write_chart(
+        stats, chart or path.parent / "stats.png", title=f"{title}: {stats.n_images} images"
+    )
     typer.echo(f"chart: {chart_path}")
     if markdown is not None:
         markdown.write_text(stats_markdown(stats, title), encoding="utf-8")
@@ -154,11 +166,17 @@ def _list_images(directory: Path) -> tuple[list[Path], list[ManifestRecord] | No
 def groups_cmd(
     directory: Path = typer.Argument(..., help="Data-set folder (annotations.jsonl) or a folder of images."),
     out: Path = typer.Option(Path("groups.json"), "--out", help="Where to write the groups (JSON)."),
-    sheets: Path | None = typer.Option(None, "--sheets", help="Contact-sheet folder (default: a new temp dir)."),
-    min_inliers: int = typer.Option(20, "--min-inliers", help="RANSAC inliers that make two photos one weld."),
+    sheets: Path | None = typer.Option(
+        None, "--sheets", help="Contact-sheet folder (default: a new temp dir)."
+    ),
+    min_inliers: int = typer.Option(
+        20, "--min-inliers", help="RANSAC inliers that make two photos one weld."
+    ),
     k: int = typer.Option(12, "--k", help="Nearest neighbours (bag-of-words) verified per photo."),
     manifest_out: Path | None = typer.Option(
-        None, "--manifest-out", help="Write a copy of the manifest with group = the found weld (auto000, ...)."
+        None,
+        "--manifest-out",
+        help="Write a copy of the manifest with group = the found weld (auto000, ...).",
     ),
 ) -> None:
     """Group photos of the same physical weld (ORB + RANSAC homography + union-find)."""
@@ -202,7 +220,8 @@ def groups_cmd(
         "pairs_checked": result.pairs_checked,
         "seconds": round(elapsed, 1),
         "groups": [
-            {"id": rename[g], "size": len(members[g]), "images": [ok_paths[i].name for i in members[g]]} for g in order
+            {"id": rename[g], "size": len(members[g]), "images": [ok_paths[i].name for i in members[g]]}
+            for g in order
         ],
     }
     if records is not None and any(r.group for r in records):

@@ -39,13 +39,14 @@ def inspect_cmd(
         None, "--context", help="JSON: process, material, thickness_mm, mm_per_px, quality_level, params, ..."
     ),
     overlay: Path | None = typer.Option(None, "--overlay", help="Write the overlay PNG here."),
-    model: Path | None = typer.Option(None, "--model", help="Model artifact folder (default: the shipped model)."),
+    model: Path | None = typer.Option(
+        None, "--model", help="Model artifact folder (default: the shipped model)."
+    ),
     backend: str = typer.Option("torch", "--backend", help="torch or onnx."),
 ) -> None:
     """Inspect one image and print the result as JSON (grades, findings, standards, advice)."""
     from inspection.ingest import IngestError
-    from inspection.pipeline import Inspector
-    from inspection.pipeline import recommendation_for
+    from inspection.pipeline import Inspector, recommendation_for
 
     ctx = _load_context(context)
     if not image.exists():

@@ -2,8 +2,103 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+
+# --- `weldinspect model ...` (model-package engineer) -------------------------------------------
+
+model_app = typer.Typer(help="Inspect and export model artifacts.", no_args_is_help=True)
+
+
+def _model_dir_or_exit(directory: Path | None, command: str) -> Path:
+    from inspection.model.artifact import ArtifactError, default_model_dir
+
+    try:
+        return directory if directory is not None else default_model_dir()
+    except ArtifactError as exc:
+        typer.echo(f"weldinspect model {command}: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+
+
+@model_app.command("info")
+def model_info(
+    directory: Path | None = typer.Argument(None, help="Artifact folder (default: the shipped model)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the config and identity as JSON."),
+) -> None:
+    """Show a model artifact's identity, architecture, calibration, thresholds and provenance."""
+    import json
+
+    from inspection.model.artifact import ArtifactError, read_artifact_meta
+    from inspection.model.onnx import ONNX_FILE, onnx_export_status
+
+    directory = _model_dir_or_exit(directory, "info")
+    try:
+        config, info, ood = read_artifact_meta(directory)
+    except ArtifactError as exc:
+        typer.echo(f"weldinspect model info: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    onnx_status = onnx_export_status(directory, info.sha256)
+    if as_json:
+        doc = {
+            "path": str(directory),
+            "sha256": info.sha256,
+            "onnx": onnx_status,
+            "ood_count": ood.count,
+            "config": config.model_dump(mode="json"),
+        }
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    t = config.thresholds
+    lines = [
+        f"model      {info.name} {info.version}",
+        f"path       {directory}",
+        f"sha256     {info.sha256}",
+        f"network    {config.arch} (width_mult {config.width_mult:g}, embed_dim {config.embed_dim}), "
+        f"input {config.input.strip_height}x{config.input.tile_length} {config.input.channels}, "
+        f"heatmap stride {config.heatmap_stride}",
+        f"temps      porosity {config.temperatures['porosity']:.3f}, spatter {config.temperatures['spatter']:.3f}",
+        f"abstain    porosity {t.abstain['porosity'].model_dump()}, spatter {t.abstain['spatter'].model_dump()}",
+        f"peaks      porosity >= {t.peak['porosity']}, spatter >= {t.peak['spatter']}, "
+        f"min distance {t.min_peak_distance} cells, max {t.max_peaks}",
+        f"ood        threshold {t.ood}, statistics from {ood.count} embeddings"
+        + (" (NOT FITTED)" if ood.count == 0 else ""),
+        f"onnx       {ONNX_FILE}: {onnx_status}",
+        f"created    {config.provenance.created}  commit {config.provenance.git_commit or '-'}",
+        f"manifest   {config.provenance.training_manifest_sha256 or '-'}",
+        f"data       {config.provenance.data or '-'}",
+        f"command    {config.provenance.command or '-'}",
+    ]
+    lines += [f"metric     {k} = {v:.4g}" for k, v in sorted(config.metrics.items())]
+    typer.echo("\n".join(lines))
+
+
+@model_app.command("export-onnx")
+def model_export_onnx(
+    directory: Path | None = typer.Argument(None, help="Artifact folder (default: the shipped model)."),
+    out: Path | None = typer.Option(None, "--out", help="Output file (default: <DIR>/model.onnx)."),
+    check: bool = typer.Option(True, "--check/--no-check", help="Compare onnxruntime with torch afterwards."),
+) -> None:
+    """Export an artifact's network to ONNX (opset 17, dynamic batch) for the onnxruntime backend."""
+    from inspection.model.artifact import ArtifactError
+    from inspection.model.onnx import check_onnx_agreement, export_onnx
+
+    directory = _model_dir_or_exit(directory, "export-onnx")
+    try:
+        path = export_onnx(directory, out)
+    except ArtifactError as exc:
+        typer.echo(f"weldinspect model export-onnx: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(f"wrote {path}")
+    if check:
+        diff = check_onnx_agreement(directory, path)
+        typer.echo(f"onnxruntime vs torch on random tiles: max |probability difference| = {diff:.2e}")
+        if diff > 1e-4:
+            typer.echo("weldinspect model export-onnx: backends disagree by more than 1e-4", err=True)
+            raise typer.Exit(code=1)
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
+    app.add_typer(model_app, name="model")

@@ -16,19 +16,31 @@ def register(app: typer.Typer) -> None:
 
 def score_cmd(
     paths: list[Path] = typer.Argument(..., help="Images, folders or annotations.jsonl manifests."),
-    out: Path = typer.Option(..., "--out", "-o", help="results.jsonl, .csv or .parquet (resumed if it exists)."),
-    model: Path | None = typer.Option(None, "--model", help="Model artifact folder (default: the shipped model)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="results.jsonl, .csv or .parquet (resumed if it exists)."
+    ),
+    model: Path | None = typer.Option(
+        None, "--model", help="Model artifact folder (default: the shipped model)."
+    ),
     context: Path | None = typer.Option(
-        None, "--context", help="CSV or JSON joining welding parameters, serial, material, thickness, mm/px by image."
+        None,
+        "--context",
+        help="CSV or JSON joining welding parameters, serial, material, thickness, mm/px by image.",
     ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
     glob: str | None = typer.Option(None, "--glob", help="File name pattern for folders, e.g. '*.jpg'."),
-    workers: int = typer.Option(-1, "--workers", help="Decode/preprocess processes (-1: one per CPU core, 0: none)."),
+    workers: int = typer.Option(
+        -1, "--workers", help="Decode/preprocess processes (-1: one per CPU core, 0: none)."
+    ),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per model batch and per fsync."),
     ledger: str | None = typer.Option(
-        None, "--ledger", help="Write signed evidence records to this database URL ('default' = the local store)."
+        None,
+        "--ledger",
+        help="Write signed evidence records to this database URL ('default' = the local store).",
     ),
-    station: str | None = typer.Option(None, "--station", help="Station id for evidence records and the signing key."),
+    station: str | None = typer.Option(
+        None, "--station", help="Station id for evidence records and the signing key."
+    ),
     backend: str = typer.Option("torch", "--backend", help="torch or onnx."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
@@ -57,12 +69,12 @@ def score_cmd(
         from inspection.batch import ledger_hook
 
         try:
-            hook = ledger_hook(ledger, station=station)
+            hook = ledger_hook(ledger, inspector, station=station)
         except ValueError as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from exc
     else:
-        from inspection.pipeline import recommendation_hook
+        from inspection.batch import recommendation_hook
 
         hook = recommendation_hook
     show = not quiet and sys.stderr.isatty()

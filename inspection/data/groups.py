@@ -157,7 +157,9 @@ def match_inliers(a: Features, b: Features, *, ratio: float = 0.8, ransac_px: fl
     return len({m.trainIdx for m, ok in zip(good, inl, strict=True) if ok})
 
 
-def bow_vectors(features: Sequence[Features], *, n_words: int = 256, seed: int = 0) -> npt.NDArray[np.float32]:
+def bow_vectors(
+    features: Sequence[Features], *, n_words: int = 256, seed: int = 0
+) -> npt.NDArray[np.float32]:
     """Bag-of-visual-words tf-idf vectors (n_images, n_words), L2-normalised.
 
     The vocabulary is a k-means (on unpacked bits) of up to 60k descriptors sampled from all

@@ -118,11 +118,15 @@ class _Importer:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             size = image_size(path)
         except Exception as exc:  # any decoder failure (PIL raises many types) means unreadable
-            self.problems.add(0, rel, "unreadable_image", f"image file {path} cannot be decoded ({exc}); skipped")
+            self.problems.add(
+                0, rel, "unreadable_image", f"image file {path} cannot be decoded ({exc}); skipped"
+            )
             return None
         first = self.seen.get(digest)
         if first is not None:
-            self.problems.add(0, rel, "duplicate_image", f"same bytes (sha256 {digest[:16]}) as {first}; skipped")
+            self.problems.add(
+                0, rel, "duplicate_image", f"same bytes (sha256 {digest[:16]}) as {first}; skipped"
+            )
             return None
         self.seen[digest] = rel
         return size
@@ -163,7 +167,9 @@ def _images_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def with_count_grades(records: Sequence[ManifestRecord], labels_present: Iterable[str]) -> list[ManifestRecord]:
+def with_count_grades(
+    records: Sequence[ManifestRecord], labels_present: Iterable[str]
+) -> list[ManifestRecord]:
     """Records with explicit ``grades`` from box counts for each graded defect in ``labels_present``.
 
     Thresholds are the defaults of :class:`inspection.config.GradingConfig`.
@@ -233,7 +239,9 @@ def import_voc(src: Path, *, label_map: Mapping[str, str] | None = None) -> Impo
         filename = (ann.findtext("filename") or "").strip() or xml_path.stem + ".jpg"
         img_path = _voc_image(xml_path, filename, src)
         if img_path is None:
-            imp.problems.add(0, rel_xml, "missing_image", f"image {filename!r} for {xml_path} not found; skipped")
+            imp.problems.add(
+                0, rel_xml, "missing_image", f"image {filename!r} for {xml_path} not found; skipped"
+            )
             continue
         size = imp.check_image(img_path)
         if size is None:
@@ -246,7 +254,9 @@ def import_voc(src: Path, *, label_map: Mapping[str, str] | None = None) -> Impo
         except ValueError:
             sw, sh = 0, 0
         if sw > 0 and sh > 0 and (sw, sh) != (w, h):
-            imp.problems.add(0, rel, "size_mismatch", f"XML says {sw}x{sh} but the file is {w}x{h}; file's size used")
+            imp.problems.add(
+                0, rel, "size_mismatch", f"XML says {sw}x{sh} but the file is {w}x{h}; file's size used"
+            )
         objects = []
         for o in ann.findall("object"):
             name = (o.findtext("name") or "").strip()
@@ -263,7 +273,13 @@ def import_voc(src: Path, *, label_map: Mapping[str, str] | None = None) -> Impo
                 objects.append(mo)
         records.append(
             ManifestRecord(
-                rel, w, h, group=roboflow_group(rel), objects=tuple(objects), source=f"voc:{rel_xml}", root=src
+                rel,
+                w,
+                h,
+                group=roboflow_group(rel),
+                objects=tuple(objects),
+                source=f"voc:{rel_xml}",
+                root=src,
             )
         )
     return imp.finish(records, str(src), len(xmls))
@@ -315,7 +331,9 @@ def import_yolo(src: Path, *, label_map: Mapping[str, str] | None = None) -> Imp
     imp = _Importer(src, label_map)
     names = yolo_class_names(src)
     if names is None:
-        imp.problems.add(0, None, "no_class_names", f"no classes.txt or data.yaml in {src}; class ids used as labels")
+        imp.problems.add(
+            0, None, "no_class_names", f"no classes.txt or data.yaml in {src}; class ids used as labels"
+        )
     records = []
     n_lines = 0
     for img in images:
@@ -336,7 +354,9 @@ def import_yolo(src: Path, *, label_map: Mapping[str, str] | None = None) -> Imp
                 cls = int(float(fields[0]))
                 vals = [float(v) for v in fields[1:]]
             except (ValueError, IndexError):
-                imp.problems.add(lineno, rel, "bad_line", f"{label_file}: {line!r} is not 'class cx cy w h'; dropped")
+                imp.problems.add(
+                    lineno, rel, "bad_line", f"{label_file}: {line!r} is not 'class cx cy w h'; dropped"
+                )
                 continue
             if len(vals) == 4:
                 cx, cy, bw, bh = vals
@@ -345,7 +365,9 @@ def import_yolo(src: Path, *, label_map: Mapping[str, str] | None = None) -> Imp
                 xs, ys = vals[0::2], vals[1::2]
                 box = [min(xs) * w, min(ys) * h, max(xs) * w, max(ys) * h]
             else:
-                imp.problems.add(lineno, rel, "bad_line", f"{label_file}: {line!r} has {len(vals)} values; dropped")
+                imp.problems.add(
+                    lineno, rel, "bad_line", f"{label_file}: {line!r} has {len(vals)} values; dropped"
+                )
                 continue
             if names is None:
                 raw = str(cls)
@@ -353,14 +375,19 @@ def import_yolo(src: Path, *, label_map: Mapping[str, str] | None = None) -> Imp
                 raw = names[cls]
             else:
                 imp.problems.add(
-                    lineno, rel, "unknown_class", f"{label_file}: class id {cls} not in 0..{len(names) - 1}; as 'other'"
+                    lineno,
+                    rel,
+                    "unknown_class",
+                    f"{label_file}: class id {cls} not in 0..{len(names) - 1}; as 'other'",
                 )
                 raw = f"class_{cls}"
             mo = imp.obj(raw, box, w, h, rel)
             if mo is not None:
                 objects.append(mo)
         records.append(
-            ManifestRecord(rel, w, h, group=roboflow_group(rel), objects=tuple(objects), source=f"yolo:{rel}", root=src)
+            ManifestRecord(
+                rel, w, h, group=roboflow_group(rel), objects=tuple(objects), source=f"yolo:{rel}", root=src
+            )
         )
     if names:
         imp.raw_labels.update(names)
@@ -417,7 +444,11 @@ def import_coco(src: Path, *, label_map: Mapping[str, str] | None = None) -> Imp
             continue
         fname = im["file_name"]
         img_path = next(
-            (p for p in (root / fname, root / "images" / fname, root / "images" / Path(fname).name) if p.is_file()),
+            (
+                p
+                for p in (root / fname, root / "images" / fname, root / "images" / Path(fname).name)
+                if p.is_file()
+            ),
             root / fname,
         )
         size = imp.check_image(img_path)
@@ -427,24 +458,35 @@ def import_coco(src: Path, *, label_map: Mapping[str, str] | None = None) -> Imp
         rel = imp.rel(img_path)
         if (im.get("width"), im.get("height")) not in ((w, h), (None, None)):
             imp.problems.add(
-                0, rel, "size_mismatch", f"JSON says {im.get('width')}x{im.get('height')}, file is {w}x{h}; file used"
+                0,
+                rel,
+                "size_mismatch",
+                f"JSON says {im.get('width')}x{im.get('height')}, file is {w}x{h}; file used",
             )
         objects = []
         for a in anns.get(im.get("id"), []):
             bbox = a.get("bbox")
-            if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int | float) for v in bbox)):
-                imp.problems.add(0, rel, "bad_box", f"annotation {a.get('id')} bbox {bbox!r} is not [x, y, w, h]")
+            if not (
+                isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int | float) for v in bbox)
+            ):
+                imp.problems.add(
+                    0, rel, "bad_box", f"annotation {a.get('id')} bbox {bbox!r} is not [x, y, w, h]"
+                )
                 continue
             x, y, bw, bh = (float(v) for v in bbox)
             raw = cats.get(a.get("category_id"))
             if raw is None:
-                imp.problems.add(0, rel, "unknown_class", f"category_id {a.get('category_id')!r} not in categories")
+                imp.problems.add(
+                    0, rel, "unknown_class", f"category_id {a.get('category_id')!r} not in categories"
+                )
                 raw = f"category_{a.get('category_id')}"
             mo = imp.obj(raw, [x, y, x + bw, y + bh], w, h, rel)
             if mo is not None:
                 objects.append(mo)
         records.append(
-            ManifestRecord(rel, w, h, group=roboflow_group(rel), objects=tuple(objects), source=f"coco:{rel}", root=root)
+            ManifestRecord(
+                rel, w, h, group=roboflow_group(rel), objects=tuple(objects), source=f"coco:{rel}", root=root
+            )
         )
     imp.raw_labels.update(cats.values())
     return imp.finish(records, str(path), len(data["images"]))
@@ -520,7 +562,9 @@ def _unique_names(records: Sequence[ManifestRecord]) -> list[str]:
     return out
 
 
-def materialise(records: Sequence[ManifestRecord], dst: Path, *, images_dir: str = "images") -> list[ManifestRecord]:
+def materialise(
+    records: Sequence[ManifestRecord], dst: Path, *, images_dir: str = "images"
+) -> list[ManifestRecord]:
     """Copy each record's image into ``dst/images_dir`` and return records relative to ``dst``."""
     dst = Path(dst)
     (dst / images_dir).mkdir(parents=True, exist_ok=True)
@@ -561,12 +605,18 @@ def export_voc(records: Sequence[ManifestRecord], out_dir: Path) -> Path:
     return out_dir
 
 
-def export_yolo(records: Sequence[ManifestRecord], out_dir: Path, classes: Sequence[str] | None = None) -> Path:
+def export_yolo(
+    records: Sequence[ManifestRecord], out_dir: Path, classes: Sequence[str] | None = None
+) -> Path:
     """Write ``out_dir/{images,labels}/`` + ``classes.txt`` (original labels where known). Returns out_dir."""
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "labels").mkdir(parents=True, exist_ok=True)
-    names = list(classes) if classes is not None else sorted({o.raw_label or o.label for r in records for o in r.objects})
+    names = (
+        list(classes)
+        if classes is not None
+        else sorted({o.raw_label or o.label for r in records for o in r.objects})
+    )
     index = {n: i for i, n in enumerate(names)}
     (out_dir / "classes.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
     for rec, name in zip(records, _unique_names(records), strict=True):
@@ -577,7 +627,9 @@ def export_yolo(records: Sequence[ManifestRecord], out_dir: Path, classes: Seque
             cx, cy = (x0 + x1) / 2 / rec.width, (y0 + y1) / 2 / rec.height
             bw, bh = (x1 - x0) / rec.width, (y1 - y0) / rec.height
             lines.append(f"{index[o.raw_label or o.label]} {cx:.8f} {cy:.8f} {bw:.8f} {bh:.8f}")
-        (out_dir / "labels" / f"{Path(name).stem}.txt").write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+        (out_dir / "labels" / f"{Path(name).stem}.txt").write_text(
+            "".join(ln + "\n" for ln in lines), encoding="utf-8"
+        )
     return out_dir
 
 

@@ -315,7 +315,9 @@ def image_size(path: Path) -> tuple[int, int]:
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
-def _optional_fields(data: Mapping[str, Any], problems: ProblemCollector, line: int, image: str) -> dict[str, Any]:
+def _optional_fields(
+    data: Mapping[str, Any], problems: ProblemCollector, line: int, image: str
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     grades = data.get("grades")
     if grades is not None:

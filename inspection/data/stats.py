@@ -49,7 +49,10 @@ def labelled_defects(records: Sequence[ManifestRecord]) -> tuple[str, ...]:
 
 
 def compute_stats(
-    records: Sequence[ManifestRecord], cfg: GradingConfig | None = None, *, defects: Sequence[str] | None = None
+    records: Sequence[ManifestRecord],
+    cfg: GradingConfig | None = None,
+    *,
+    defects: Sequence[str] | None = None,
 ) -> DataStats:
     """Count labels, grades (for ``defects``, default :func:`labelled_defects`) and groups."""
     cfg = cfg or GradingConfig()

@@ -132,8 +132,8 @@ def render_targets(
         if not (0 <= cx < width and 0 <= cy < height):
             continue
         diam = float(math.sqrt(max(box[2] - box[0], 1.0) * max(box[3] - box[1], 1.0)))
-        gx, gy = cx / stride - 0.5, cy / stride - 0.5
-        ix, iy = min(max(round(gx), 0), w - 1), min(max(round(gy), 0), h - 1)
+        # the cell containing the centre (decoders map cell c back to c * stride + stride / 2)
+        ix, iy = min(int(cx // stride), w - 1), min(int(cy // stride), h - 1)
         sigma = gaussian_radius(diam / stride)
         g = np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma**2))
         np.maximum(heat[ch], g, out=heat[ch])

@@ -475,6 +475,7 @@ def render_pdf(report: ClaimReport, trend: bytes) -> bytes:
     base = ParagraphStyle("base", fontName=regular, fontSize=8.5, leading=11)
     small = ParagraphStyle("small", parent=base, fontSize=7, leading=8.5)
     tiny_mono = ParagraphStyle("mono", parent=base, fontName=mono, fontSize=6, leading=7.5)
+    id_mono = ParagraphStyle("id", parent=base, fontName=mono, fontSize=7, leading=8.5)
     h1 = ParagraphStyle("h1", parent=base, fontName=bold, fontSize=15, leading=19, spaceAfter=6)
     h2 = ParagraphStyle(
         "h2", parent=base, fontName=bold, fontSize=11, leading=14, spaceBefore=8, spaceAfter=4
@@ -534,7 +535,17 @@ def render_pdf(report: ClaimReport, trend: bytes) -> bytes:
     assess_table = Table(assess_rows, colWidths=[62 * mm, 14 * mm, width - 76 * mm])
     assess_table.setStyle(grid)
     img = RLImage(io.BytesIO(trend), width=width, height=width / 2.0)
-    header = ["Time (UTC)", "Seq", "Part / seam", "Por.", "Spat.", "Review", "ISO", "Settings", "Record id"]
+    header = [
+        "Time (UTC)",
+        "Seq",
+        "Part / seam",
+        "Por.",
+        "Spat.",
+        "Review",
+        "ISO level",
+        "Settings",
+        "Record",
+    ]
     rows: list[list[Any]] = [header]
     for ln in report.lines:
         review = (
@@ -549,11 +560,12 @@ def render_pdf(report: ClaimReport, trend: bytes) -> bytes:
         rows.append([
             ln.created_at[:16].replace("T", " "), str(ln.seq),
             p(f"{ln.part_id or '-'} / {ln.seam_id or '-'}", small), _g(ln.porosity), _g(ln.spatter),
-            p(review, small), iso, p(settings, small),
-            Paragraph(f'<a name="rec-{escape(ln.record_id)}"/>' + escape(ln.record_id), tiny_mono),
+            p(review, small), p(iso, small), p(settings, small),
+            Paragraph(f'<a name="rec-{escape(ln.record_id)}"/>' + escape(_short(ln.record_id)), id_mono),
         ])  # fmt: skip
-    col = [24 * mm, 9 * mm, 24 * mm, 9 * mm, 9 * mm, 18 * mm, 13 * mm, 30 * mm]
-    col.append(width - sum(col))
+    col = [28 * mm, 10 * mm, 26 * mm, 10 * mm, 10 * mm, 17 * mm, 17 * mm]
+    col.append(width - sum(col) - 17 * mm)
+    col.append(17 * mm)
     table = Table(rows, colWidths=col, repeatRows=1)
     style = TableStyle(grid.getCommands())
     for i, ln in enumerate(report.lines, start=1):
@@ -561,7 +573,11 @@ def render_pdf(report: ClaimReport, trend: bytes) -> bytes:
             style.add("BACKGROUND", (0, i), (-1, i), colors.HexColor("#fdecea"))
     table.setStyle(style)
     steps = ListFlowable(
-        [p(s) for s in report.verify_steps], bulletType="1", bulletFontName=regular, bulletFontSize=8
+        [p(s) for s in report.verify_steps],
+        bulletType="1",
+        bulletFormat="%s.",
+        bulletFontName=regular,
+        bulletFontSize=8,
     )
 
     story: list[Any] = [
@@ -574,7 +590,8 @@ def render_pdf(report: ClaimReport, trend: bytes) -> bytes:
         p(
             f"Defective = effective porosity or spatter grade ≥ {report.defect_grade} "
             f"({GRADE_NAMES[report.defect_grade]}) or a failed standards verdict; a reviewer's grade "
-            "replaces the model's. Rows shaded red in the table below are defective.",
+            "replaces the model's. Rows shaded red in the table below are defective. Records are named by "
+            "seq and the first 8 characters of their record id (full ids: records.jsonl, HTML report).",
             small,
         ),
         p("Defect trend", h2),

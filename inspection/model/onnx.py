@@ -143,3 +143,37 @@ def load_onnx_runner(
     with tempfile.TemporaryDirectory(prefix="weldinspect-onnx-") as tmp:
         exported = export_onnx(artifact_dir, Path(tmp) / ONNX_FILE)
         return config, info, ood, OnnxRunner(exported, info.sha256, threads)
+
+
+def onnx_export_status(artifact_dir: Path, weights_sha256: str) -> str:
+    """``"missing"``, ``"up to date"``, ``"stale (...)"`` or ``"unreadable (...)"`` for ``<dir>/model.onnx``."""
+    import onnx
+
+    path = Path(artifact_dir) / ONNX_FILE
+    if not path.is_file():
+        return "missing"
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf decode errors have no common public type
+        return f"unreadable ({exc})"
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if meta.get(SHA_KEY) == weights_sha256:
+        return "up to date"
+    return f"stale (exported from weights {meta.get(SHA_KEY, '?')[:12]})"
+
+
+def check_onnx_agreement(artifact_dir: Path, onnx_path: Path, n_tiles: int = 4, seed: int = 0) -> float:
+    """Max absolute difference of the grade probabilities, onnxruntime vs torch, on random tiles."""
+    from inspection.model.runtime import Grader
+
+    config, info, ood = read_artifact_meta(Path(artifact_dir))
+    onnx_grader = Grader(config, info, ood, OnnxRunner(Path(onnx_path), info.sha256), "onnx")
+    torch_grader = Grader.load(Path(artifact_dir), backend="torch")
+    shape = (n_tiles, config.input.strip_height, config.input.tile_length, 3)
+    tiles = np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+    a, b = torch_grader.predict(tiles), onnx_grader.predict(tiles)
+    return float(
+        max(
+            np.abs(a.porosity_probs - b.porosity_probs).max(), np.abs(a.spatter_probs - b.spatter_probs).max()
+        )
+    )

@@ -2,8 +2,10 @@
 
 Ranking score of a rule = sum over the defects it addresses of ``grade / 3`` x ``1 / priority`` x
 pattern boost (``PATTERN_BOOST`` when the rule's pattern is the observed pore pattern) x material
-boost (``MATERIAL_BOOST`` for rules written for this material rather than all) x the rule's
-outcome ``ranking_factor`` (0.5..1.5, 1 without a record). Confidence = the rule's prior confidence x
+boost (``MATERIAL_BOOST`` for rules written for this one material only) x condition boost
+(``CONDITION_BOOST`` when the rule has a ``when`` condition on the current settings and it holds,
+e.g. gas flow below 15 L/min: a measured setting is stronger evidence than a generic cause) x the
+rule's outcome ``ranking_factor`` (0.5..1.5, 1 without a record). Confidence = the rule's prior confidence x
 ``(0.5 + 0.5 * head confidence)`` x the ranking factor, clipped to [0, 1].
 
 New values are rounded to the parameter's step and clamped to the intersection of the window and
@@ -16,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from inspection.recommend.compliance import as_number, check_compliance
@@ -45,6 +47,7 @@ WHOLE_SEAM_MIN_SPAN = 0.5
 
 PATTERN_BOOST = 1.5
 MATERIAL_BOOST = 2.0
+CONDITION_BOOST = 2.0
 
 _PATTERN_WORDS = {
     "start_end": "pores clustered at the seam start/end",
@@ -198,6 +201,8 @@ def recommend(
             continue
         conditions = "; ".join(c.describe() for c in rule.when)
         why = cand.why + (f" (condition: {conditions})" if conditions else "")
+        if rule.when:
+            cand = replace(cand, score=round(cand.score * CONDITION_BOOST, 6))
         if rule.action is not None:
             actions.append(
                 ActionItem(
@@ -308,7 +313,7 @@ def _candidates(
             continue
         factor = ranking_adjustment(stats.get(rule.id))
         boost = PATTERN_BOOST if rule.pattern == pattern else 1.0
-        if ANY not in rule.materials:
+        if rule.materials == (mid,):
             boost *= MATERIAL_BOOST
         score = sum(graded[d] / 3.0 for d in hits) * boost * factor / rule.priority
         head_conf = max(float(h.confidence) for d in hits if (h := heads[d]) is not None)

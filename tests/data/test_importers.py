@@ -37,7 +37,12 @@ def dataset(tmp_path: Path) -> list[ManifestRecord]:
     """Three small images with boxes of a few labels (original names kept in raw_label)."""
     root = tmp_path / "orig"
     specs = [
-        ("a.jpg", 64, 48, [("pore", (2, 3, 10, 12)), ("pore", (20.5, 4, 30, 16.25)), ("deposit", (40, 30, 63, 47))]),
+        (
+            "a.jpg",
+            64,
+            48,
+            [("pore", (2, 3, 10, 12)), ("pore", (20.5, 4, 30, 16.25)), ("deposit", (40, 30, 63, 47))],
+        ),
         ("b.jpg", 50, 40, [("crack", (0, 0, 49, 39))]),
         ("c.jpg", 32, 32, []),
     ]
@@ -92,7 +97,9 @@ def test_export_then_import_gives_same_boxes_and_labels(
 def test_yolo_reads_data_yaml_and_polygons(tmp_path: Path) -> None:
     _jpeg(tmp_path / "images" / "x.rf.abc.jpg", 100, 50, 1)
     (tmp_path / "labels").mkdir()
-    (tmp_path / "labels" / "x.rf.abc.txt").write_text("1 0.5 0.5 0.2 0.4\n0 0.1 0.2 0.3 0.2 0.2 0.6\nbad line\n7 .5 .5 .1 .1\n")
+    (tmp_path / "labels" / "x.rf.abc.txt").write_text(
+        "1 0.5 0.5 0.2 0.4\n0 0.1 0.2 0.3 0.2 0.2 0.6\nbad line\n7 .5 .5 .1 .1\n"
+    )
     (tmp_path / "data.yaml").write_text("names: {0: spatter, 1: pore}\n")
     records, report = import_yolo(tmp_path, label_map={"pore": "porosity"})
     (rec,) = records
@@ -135,7 +142,12 @@ def test_folders_give_image_level_labels(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("items", "ok"),
-    [(["pore=porosity", " deposit = other "], True), (["pore"], False), (["pore=pores"], False), (["=other"], False)],
+    [
+        (["pore=porosity", " deposit = other "], True),
+        (["pore"], False),
+        (["pore=pores"], False),
+        (["=other"], False),
+    ],
 )
 def test_parse_label_map(items: list[str], ok: bool) -> None:
     if ok:
@@ -157,7 +169,9 @@ def test_roboflow_group(name: str, group: str | None) -> None:
 CLASSES = ["pore", "deposit", "discontinuity", "stain"]
 
 
-def _yolo_folder(root: Path, rng: np.random.Generator, n_images: int = 8) -> dict[str, list[tuple[int, list[float]]]]:
+def _yolo_folder(
+    root: Path, rng: np.random.Generator, n_images: int = 8
+) -> dict[str, list[tuple[int, list[float]]]]:
     """YOLO folder with classes.txt; returns image name -> [(class id, pixel box)]."""
     (root / "labels").mkdir(parents=True)
     (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")

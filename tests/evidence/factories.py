@@ -62,7 +62,15 @@ def make_result(
 ) -> InspectionResult:
     """An :class:`InspectionResult` for ``image`` with the given grades and context."""
     findings = tuple(
-        Finding(Defect.POROSITY, x=3.0 + i, y=8.0, diameter_px=1.5, score=0.9, along_seam=0.1 * i, diameter_mm=0.31)
+        Finding(
+            Defect.POROSITY,
+            x=3.0 + i,
+            y=8.0,
+            diameter_px=1.5,
+            score=0.9,
+            along_seam=0.1 * i,
+            diameter_mm=0.31,
+        )
         for i in range(porosity)
     )
     verdict = FindingVerdict(
@@ -78,9 +86,13 @@ def make_result(
         passed=passed,
     )
     standards = StandardsReport(
-        assessable=True, standard="ISO 13919-1:2019", target_level="C", level_reached="B" if passed else "below D",
-        verdicts=(verdict,), table_version="2019.1",
-    )  # fmt: skip
+        assessable=True,
+        standard="ISO 13919-1:2019",
+        target_level="C",
+        level_reached="B" if passed else "below D",
+        verdicts=(verdict,),
+        table_version="2019.1",
+    )
     ctx = InspectionContext(
         process="laser",
         material="stainless",
@@ -154,7 +166,9 @@ def window_compliance(ctx: Mapping[str, Any]) -> Any:
     return Compliance("outside" if out else "inside", "; ".join(out))
 
 
-def build_history(store: Store, ledger: Ledger, *, serial: str = "LW-4471", n: int = 48, seed: int = 7) -> list[str]:
+def build_history(
+    store: Store, ledger: Ledger, *, serial: str = "LW-4471", n: int = 48, seed: int = 7
+) -> list[str]:
     """A realistic synthetic history: ``n`` inspections of ``serial`` over ~12 weeks, interleaved with
     another machine's, defects rising in the last weeks with settings inside the window (a failing
     machine), a few outside-window welds, and two human reviews. Returns the inspection ids of ``serial``."""
@@ -164,10 +178,12 @@ def build_history(store: Store, ledger: Ledger, *, serial: str = "LW-4471", n: i
     ids: list[str] = []
     for i in range(n):
         frac = i / max(n - 1, 1)
-        outside = i in (5, 6, 19)
+        outside = i in (6, 19)
         params = {"power_w": 2350.0 if outside else float(round(rng.normal(2000, 60))), "speed_mm_s": 30.0}
-        p_defect = 0.08 + 0.6 * max(0.0, frac - 0.55) / 0.45
-        porosity = int(rng.choice([2, 3])) if (outside or rng.random() < p_defect) else int(rng.integers(0, 2))
+        p_defect = 0.05 + 0.8 * max(0.0, frac - 0.6) / 0.4
+        porosity = (
+            int(rng.choice([2, 3])) if (outside or rng.random() < p_defect) else int(rng.integers(0, 2))
+        )
         spatter = int(rng.integers(0, 3)) if outside else int(rng.integers(0, 2))
         img = png_bytes(10_000 + i)
         result = make_result(img, serial=serial, porosity=porosity, spatter=spatter, params=params,
@@ -176,7 +192,9 @@ def build_history(store: Store, ledger: Ledger, *, serial: str = "LW-4471", n: i
         ids.append(iid)
         if i % 3 == 1:  # another machine on the same line, so the chain interleaves
             other = png_bytes(20_000 + i)
-            record_inspection(store, ledger, make_result(other, serial="LW-9000"), other, config_sha256=CONFIG_SHA)
+            record_inspection(
+                store, ledger, make_result(other, serial="LW-9000"), other, config_sha256=CONFIG_SHA
+            )
     record_review(store, ledger, inspection_id=ids[-2], reviewer="q.lee", porosity_grade=3, spatter_grade=1,
                   comment="confirmed: pore cluster at seam start")  # fmt: skip
     record_review(store, ledger, inspection_id=ids[3], reviewer="q.lee", porosity_grade=1, spatter_grade=0)

@@ -24,5 +24,7 @@ def make_tiny_artifact(
     if thresholds is not None:
         data["thresholds"] = thresholds
     config = ModelConfig.model_validate(data)
-    save_artifact(directory, model, config, "# test model\nRandom weights, for tests only.\n", {"note": "untrained"})
+    save_artifact(
+        directory, model, config, "# test model\nRandom weights, for tests only.\n", {"note": "untrained"}
+    )
     return directory

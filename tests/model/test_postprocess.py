@@ -107,7 +107,11 @@ def test_combine_tile_probs_is_never_better_than_any_tile(rng: np.random.Generat
 
 @pytest.mark.parametrize(
     ("probs", "needle"),
-    [(np.zeros((0, 4)), "T >= 1"), (np.array([[0.5, 0.5, 0.5, 0.5]]), "sum to 1"), (np.ones((2, 3)) / 3, "4")],
+    [
+        (np.zeros((0, 4)), "T >= 1"),
+        (np.array([[0.5, 0.5, 0.5, 0.5]]), "sum to 1"),
+        (np.ones((2, 3)) / 3, "4"),
+    ],
 )
 def test_combine_tile_probs_rejects_bad_input(probs: np.ndarray, needle: str) -> None:
     with pytest.raises(ValueError, match=needle):

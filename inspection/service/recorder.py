@@ -1,0 +1,154 @@
+"""The one way the service and the hot folder turn image bytes into a committed, signed record.
+
+:meth:`Recorder.submit` = idempotency look-up, inspection (model runs bounded by ``slots``),
+recommendation, then :func:`inspection.evidence.ledger.record_inspection`, which commits the image,
+the inspection row and its evidence record in ONE transaction before this returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from inspection.evidence.ledger import EvidenceRecord, IdempotencyConflictError, Ledger, record_inspection
+from inspection.pipeline import Inspector, prepare, recommendation_for
+from inspection.store import InspectionRecord, Store
+from inspection.types import InspectionContext, InspectionResult
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """Outcome of :meth:`Recorder.submit`: ``created`` is False for an idempotent replay."""
+
+    inspection_id: str
+    created: bool
+
+
+class _TrackingLedger(Ledger):
+    """A per-call view of a ledger that counts its appends (tells a new record from a replay)."""
+
+    def __init__(self, base: Ledger) -> None:
+        super().__init__(base.store, base.signer, clock=base.clock)
+        self.appended = 0
+
+    def append_in(
+        self, session: Session, kind: str, data: Mapping[str, Any], *, now: datetime | None = None
+    ) -> EvidenceRecord:
+        record = super().append_in(session, kind, data, now=now)
+        self.appended += 1
+        return record
+
+
+class Recorder:
+    """Inspects images with one :class:`Inspector` and records them in one :class:`Store`.
+
+    ``slots`` bounds how many images run the model at once (decoding and preprocessing run
+    outside the bound); ``on_inference`` is called with each image's inference seconds.
+    """
+
+    def __init__(
+        self,
+        inspector: Inspector,
+        store: Store,
+        ledger: Ledger,
+        *,
+        slots: int = 1,
+        on_inference: Any = None,
+    ) -> None:
+        if slots < 1:
+            msg = f"slots must be >= 1, got {slots}"
+            raise ValueError(msg)
+        self.inspector = inspector
+        self.store = store
+        self.ledger = ledger
+        self._slots = threading.BoundedSemaphore(slots)
+        self._on_inference = on_inference
+
+    def existing(self, idempotency_key: str, image_sha256: str) -> InspectionRecord | None:
+        """The inspection stored under ``idempotency_key``, or None.
+
+        Raises :class:`IdempotencyConflictError` when the key was used for a different image.
+        """
+        found = self.store.find_by_idempotency_key(idempotency_key)
+        if found is not None and found.image_sha256 != image_sha256:
+            msg = (
+                f"idempotency key {idempotency_key!r} was already used for image {found.image_sha256}, "
+                f"not {image_sha256}; use a new key for a new image"
+            )
+            raise IdempotencyConflictError(msg)
+        return found
+
+    def inspect(self, data: bytes, context: InspectionContext | None, *, name: str) -> InspectionResult:
+        """Run the pipeline on encoded bytes (raises ``IngestError`` for unreadable images)."""
+        t0 = time.perf_counter()
+        prepared = prepare(data, self.inspector.prepare_config, name=name, context=context)
+        with self._slots:
+            result = self.inspector.finish([prepared])[0].result
+        if self._on_inference is not None:
+            self._on_inference(time.perf_counter() - t0)
+        return result
+
+    def submit(
+        self,
+        data: bytes,
+        context: InspectionContext | None,
+        *,
+        idempotency_key: str | None = None,
+        name: str = "<upload>",
+        image_sha256: str | None = None,
+    ) -> Submission:
+        """Inspect and record ``data``; with a known ``idempotency_key`` return the earlier record.
+
+        The record is committed when this returns. ``image_sha256`` may be passed when already known.
+        """
+        if idempotency_key is not None:
+            from inspection.ingest import image_sha256 as sha_of
+
+            found = self.existing(idempotency_key, image_sha256 or sha_of(data))
+            if found is not None:
+                return Submission(found.id, created=False)
+        result = self.inspect(data, context, name=name)
+        recommendation = recommendation_for(result)
+        ledger = _TrackingLedger(self.ledger)
+        inspection_id, record = record_inspection(
+            self.store,
+            ledger,
+            result,
+            data,
+            config_sha256=self.inspector.config_sha256,
+            recommendation=recommendation,
+            idempotency_key=idempotency_key,
+        )
+        logger.info("inspection %s recorded as evidence seq %d", inspection_id, record.seq)
+        return Submission(inspection_id, created=ledger.appended > 0)
+
+    def overlay_png(self, record: InspectionRecord) -> bytes:
+        """A PNG of the stored image with the stored findings (and heatmaps when this model made them)."""
+        import cv2
+
+        from inspection.ingest import decode_image
+        from inspection.overlay import draw_overlay
+
+        data = self.store.images.read(record.image_sha256)
+        image = decode_image(data, name=record.image_sha256, cfg=self.inspector.prepare_config.ingest)
+        result = record.to_result()
+        heatmaps = None
+        if result.model.sha256 == self.inspector.grader.info.sha256:
+            with self._slots:
+                heatmaps = self.inspector.inspect_detailed(image, result.context).heatmaps
+        drawn = draw_overlay(image, result, heatmaps)
+        ok, png = cv2.imencode(".png", np.ascontiguousarray(drawn[..., ::-1]))
+        if not ok:
+            msg = f"could not encode the overlay of inspection {record.id} as PNG"
+            raise RuntimeError(msg)
+        return png.tobytes()

@@ -1,0 +1,68 @@
+"""Settings of one service process (built once from the CLI / config and passed to ``create_app``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inspection.config import AppConfig
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Everything the HTTP service needs to start.
+
+    * ``db_url``: SQLAlchemy URL of the store (``sqlite:////abs/path.db`` or
+      ``postgresql+psycopg://user@host:5432/db``); ``images_dir``: the content-addressed image files;
+      ``keys_dir``: the Ed25519 evidence keys (``weldinspect keys init``).
+    * ``model_dir``: model artifact directory (None = the shipped default model).
+    * ``signing_key_id`` / ``signing_station``: which evidence key signs records when the keys
+      directory holds several (see :func:`inspection.evidence.keys.load_signer`).
+    * ``max_upload_bytes``: largest accepted image upload (bytes); ``max_pixels``: largest image
+      (width x height, checked from the header before decoding).
+    * ``inference_slots``: how many inspections run the model at once (the rest queue); ``threads``:
+      torch intra-op threads (None = torch's default).
+    * ``app_config``: the typed configuration (quality gate, preprocessing, ...).
+    """
+
+    db_url: str
+    images_dir: Path
+    keys_dir: Path
+    model_dir: Path | None = None
+    signing_key_id: str | None = None
+    signing_station: str | None = None
+    max_upload_bytes: int = 25 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    inference_slots: int = 1
+    threads: int | None = None
+    app_config: AppConfig = field(default_factory=AppConfig)
+
+    def __post_init__(self) -> None:
+        if not self.db_url:
+            msg = "db_url must be a database URL, e.g. sqlite:////var/lib/weldinspect/weldinspect.db"
+            raise ValueError(msg)
+        for name in ("max_upload_bytes", "max_pixels", "inference_slots"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value > 0):
+                msg = f"ServiceSettings.{name} must be a positive integer, got {value!r}"
+                raise ValueError(msg)
+        if self.threads is not None and self.threads < 1:
+            msg = f"ServiceSettings.threads must be >= 1 or None, got {self.threads!r}"
+            raise ValueError(msg)
+
+    @classmethod
+    def from_config(
+        cls, config: AppConfig, *, db_url: str | None = None, model_dir: Path | None = None, **kw: object
+    ) -> ServiceSettings:
+        """Settings from an :class:`AppConfig` (store and service sections), ``db_url`` overriding."""
+        store = config.store
+        return cls(
+            db_url=db_url or store.db_url,
+            images_dir=store.images_dir,
+            keys_dir=store.keys_dir,
+            model_dir=model_dir,
+            max_upload_bytes=config.service.max_upload_bytes,
+            max_pixels=config.service.max_pixels,
+            app_config=config,
+            **kw,  # type: ignore[arg-type]
+        )

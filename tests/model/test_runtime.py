@@ -1,0 +1,148 @@
+"""Grader runtime (torch and onnxruntime backends) and ONNX export."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspection.model.artifact import ArtifactError, default_model_dir
+from inspection.model.net import normalize_tiles
+from inspection.model.onnx import ONNX_FILE, OUTPUT_NAMES, export_onnx
+from inspection.model.ordinal import coral_probs
+from inspection.model.runtime import Grader, RawPrediction
+from tests.model.conftest import TinyArtifact
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_artifact: TinyArtifact, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_onnx(tiny_artifact.path, tmp_path_factory.mktemp("onnx") / ONNX_FILE)
+
+
+def _check_prediction(pred: RawPrediction, n: int) -> None:
+    assert len(pred) == n
+    for probs in (pred.porosity_probs, pred.spatter_probs):
+        assert probs.shape == (n, 4)
+        assert np.all(probs >= 0)
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
+    assert pred.heatmaps.shape == (n, 2, 4, 8)
+    assert np.all((pred.heatmaps >= 0) & (pred.heatmaps <= 1))
+    assert pred.sizes.shape == (n, 2, 4, 8)
+    assert np.all(pred.sizes > 0)
+    assert pred.ood_scores.shape == (n,)
+    assert np.all(np.isfinite(pred.ood_scores))
+
+
+def test_torch_predict_shapes_and_ranges(tiny_artifact: TinyArtifact, tiny_tiles: np.ndarray) -> None:
+    grader = Grader.load(tiny_artifact.path)
+    assert grader.info == tiny_artifact.info
+    assert grader.config == tiny_artifact.config
+    pred = grader.predict(tiny_tiles)
+    _check_prediction(pred, 3)
+    # batching is the caller's choice: tile by tile gives the same answer
+    single = grader.predict(tiny_tiles[1:2])
+    np.testing.assert_allclose(single.porosity_probs[0], pred.porosity_probs[1], atol=1e-5)
+    _check_prediction(grader.predict(tiny_tiles[:0]), 0)
+
+
+def test_temperature_is_applied(tiny_artifact: TinyArtifact, tiny_tiles: np.ndarray) -> None:
+    grader = Grader.load(tiny_artifact.path)
+    pred = grader.predict(tiny_tiles)
+    model_out = grader._run(normalize_tiles(tiny_tiles, grader.config.mean, grader.config.std))
+    np.testing.assert_allclose(pred.porosity_probs, coral_probs(model_out[0], temperature=1.5), atol=1e-9)
+    assert not np.allclose(pred.porosity_probs, coral_probs(model_out[0], temperature=1.0), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("tiles", "needle"),
+    [
+        (np.zeros((2, 32, 64, 3), np.float32), "uint8"),
+        (np.zeros((2, 64, 64, 3), np.uint8), r"\(N, 32, 64, 3\)"),
+        (np.zeros((32, 64, 3), np.uint8), "shape"),
+    ],
+)
+def test_predict_rejects_bad_tiles(tiny_artifact: TinyArtifact, tiles: np.ndarray, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        Grader.load(tiny_artifact.path).predict(tiles)
+
+
+def test_load_rejects_bad_arguments(tiny_artifact: TinyArtifact) -> None:
+    with pytest.raises(ValueError, match="available: torch, onnx"):
+        Grader.load(tiny_artifact.path, backend="tensorrt")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="threads"):
+        Grader.load(tiny_artifact.path, threads=0)
+
+
+def test_onnx_export_has_named_outputs_and_dynamic_batch(exported: Path) -> None:
+    import onnx
+
+    proto = onnx.load(str(exported))
+    assert tuple(o.name for o in proto.graph.output) == OUTPUT_NAMES
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert proto.opset_import[0].version >= 17
+
+
+def test_onnx_backend_agrees_with_torch(
+    tiny_artifact: TinyArtifact, tiny_tiles: np.ndarray, tmp_path: Path
+) -> None:
+    art = tmp_path / "art"
+    shutil.copytree(tiny_artifact.path, art)
+    written = export_onnx(art)
+    assert written == art / ONNX_FILE
+    torch_pred = Grader.load(art, backend="torch").predict(tiny_tiles)
+    onnx_grader = Grader.load(art, backend="onnx", threads=1)
+    assert onnx_grader.info == tiny_artifact.info
+    onnx_pred = onnx_grader.predict(tiny_tiles)
+    _check_prediction(onnx_pred, 3)
+    for name in ("porosity_probs", "spatter_probs", "heatmaps", "ood_scores"):
+        np.testing.assert_allclose(
+            getattr(onnx_pred, name), getattr(torch_pred, name), atol=1e-4, err_msg=name
+        )
+    np.testing.assert_allclose(onnx_pred.sizes, torch_pred.sizes, rtol=1e-4, atol=1e-3)
+
+
+def test_onnx_backend_exports_on_the_fly_when_missing(
+    tiny_artifact: TinyArtifact, tiny_tiles: np.ndarray
+) -> None:
+    assert not (tiny_artifact.path / ONNX_FILE).exists()
+    pred = Grader.load(tiny_artifact.path, backend="onnx").predict(tiny_tiles)
+    _check_prediction(pred, 3)
+    assert not (tiny_artifact.path / ONNX_FILE).exists(), "the temporary export must not land in the artifact"
+
+
+def test_stale_onnx_export_is_refused(tiny_artifact: TinyArtifact, exported: Path, tmp_path: Path) -> None:
+    art = tmp_path / "art"
+    shutil.copytree(tiny_artifact.path, art)
+    shutil.copy(exported, art / ONNX_FILE)  # fine: same weights
+    Grader.load(art, backend="onnx")
+    weights = art / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # change one weight byte: new sha256, old ONNX
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="exported from other weights"):
+        Grader.load(art, backend="onnx")
+
+
+def test_shipped_model_torch_and_onnx_agree_on_samples(repo_root: Path) -> None:
+    """The shipped model on the bundled samples: both backends within 1e-4 (skips until shipped)."""
+    try:
+        model_dir = default_model_dir()
+    except ArtifactError as exc:
+        pytest.skip(f"no shipped model: {exc}")
+    from inspection.ingest import read_image
+    from inspection.preprocess import preprocess
+
+    exts = {".jpg", ".jpeg", ".png"}
+    samples = sorted(p for p in (repo_root / "data" / "samples").glob("*") if p.suffix.lower() in exts)[:8]
+    if not samples:
+        pytest.skip("no bundled samples in data/samples")
+
+    torch_grader = Grader.load(model_dir, backend="torch")
+    cfg = torch_grader.config.preprocess_config()
+    tiles = np.stack([t.image for p in samples for t in preprocess(read_image(p), cfg).tiles])
+    a = torch_grader.predict(tiles)
+    b = Grader.load(model_dir, backend="onnx").predict(tiles)
+    np.testing.assert_allclose(b.porosity_probs, a.porosity_probs, atol=1e-4)
+    np.testing.assert_allclose(b.spatter_probs, a.spatter_probs, atol=1e-4)

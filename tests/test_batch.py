@@ -1,0 +1,161 @@
+"""Batch scoring end to end (tiny random model): bad files, resume, torn lines, formats, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from inspection.batch import expand_inputs, read_journal, score
+from inspection.cli import app
+from inspection.pipeline import Inspector
+from inspection.synth import generate_weld
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def inspector(tiny_model_dir: Path) -> Inspector:
+    return Inspector.from_artifact(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def seam_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six small synthetic seam photos plus three bad files."""
+    folder = tmp_path_factory.mktemp("seams")
+    rng = np.random.default_rng(11)
+    for i in range(6):
+        weld = generate_weld(rng, width=320, height=240, n_pores=i % 3, n_spatter=i)
+        cv2.imwrite(str(folder / f"seam_{i}.jpg"), cv2.cvtColor(weld.image, cv2.COLOR_RGB2BGR))
+    good = (folder / "seam_0.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.jpg").write_text("this is a text file with an image extension\n")
+    return folder
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_bad_files_become_error_records_and_the_batch_goes_on(
+    inspector: Inspector, seam_folder: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "r.jsonl"
+    summary = score(expand_inputs([seam_folder]), out, inspector, batch_size=4)
+    recs = {Path(r["image"]).name: r for r in _records(out)}
+    assert len(recs) == 9
+    errors = {name: r["error"]["code"] for name, r in recs.items() if r["status"] == "error"}
+    assert errors == {"truncated.jpg": "truncated", "empty.png": "empty", "notes.jpg": "not_an_image"}
+    for name, r in recs.items():
+        if name in errors:
+            assert name in r["error"]["message"]
+            continue
+        assert r["status"] in ("ok", "review")
+        assert len(r["sha256"]) == 64
+        assert len(r["porosity"]["probs"]) == 4 and 0 <= r["porosity"]["grade"] <= 3
+        assert r["model"]["name"] == "weld-grader-test"
+        assert r["schema_version"] == "1.0"
+    assert summary.exit_code == 3
+    assert summary.status["error"] == 3
+
+
+def test_workers_give_the_same_records(inspector: Inspector, seam_folder: Path, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    score(expand_inputs([seam_folder]), a, inspector, workers=0, batch_size=3)
+    score(expand_inputs([seam_folder]), b, inspector, workers=2, batch_size=3)
+    ra = {r["image"]: r for r in _records(a)}
+    rb = {r["image"]: r for r in _records(b)}
+    assert ra.keys() == rb.keys()
+    for key, rec in ra.items():
+        assert rec["status"] == rb[key]["status"]
+        if rec["porosity"] is not None:
+            np.testing.assert_allclose(rec["porosity"]["probs"], rb[key]["porosity"]["probs"], atol=1e-5)
+
+
+def test_resume_after_crash_with_torn_line(inspector: Inspector, seam_folder: Path, tmp_path: Path) -> None:
+    items = expand_inputs([seam_folder])
+    out = tmp_path / "r.jsonl"
+    score(items, out, inspector, batch_size=2)
+    lines = out.read_bytes().splitlines(keepends=True)
+    # simulate kill -9: only the first four records made it, and half of the fifth
+    out.write_bytes(b"".join(lines[:4]) + lines[4][: len(lines[4]) // 2])
+    summary = score(items, out, inspector, batch_size=2)
+    recs = read_journal(out)
+    assert len(recs) == 9
+    assert len({r["image"] for r in recs}) == 9
+    assert summary.skipped == 4 and summary.scored == 5
+    again = score(items, out, inspector, batch_size=2)
+    assert again.scored == 0 and again.skipped == 9
+    assert len(read_journal(out)) == 9
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_cli_output_formats_and_exit_code_3(tiny_model_dir: Path, seam_folder: Path, tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"results{suffix}"
+    res = runner.invoke(app, ["score", str(seam_folder), "--out", str(out), "--model", str(tiny_model_dir),
+                              "--workers", "0", "--quiet"])  # fmt: skip
+    assert res.exit_code == 3, res.output
+    if suffix == ".jsonl":
+        rows = _records(out)
+        statuses = [r["status"] for r in rows]
+    elif suffix == ".csv":
+        import csv
+
+        with out.open() as fh:
+            rows = list(csv.DictReader(fh))
+        statuses = [r["status"] for r in rows]
+    else:
+        rows = pq.read_table(out).to_pylist()
+        statuses = [r["status"] for r in rows]
+    assert len(rows) == 9
+    assert statuses.count("error") == 3
+
+
+def test_cli_exit_code_0_when_all_scored(tiny_model_dir: Path, seam_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ok.jsonl"
+    res = runner.invoke(app, ["score", str(seam_folder), "--glob", "seam_*.jpg", "--out", str(out),
+                              "--model", str(tiny_model_dir), "--workers", "0"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "Scoring summary" in res.output
+    assert len(_records(out)) == 6
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["score", "/definitely/not/here", "--out", "r.jsonl"], "does not exist"),
+        (["score", "{folder}", "--out", "r.txt"], "unsupported extension"),
+        (["score", "{folder}", "--out", "r.jsonl", "--context", "/nope.csv"], "does not exist"),
+        (["score", "{folder}"], "Missing option"),
+    ],
+)
+def test_cli_bad_usage_exit_code_2(
+    tiny_model_dir: Path, seam_folder: Path, tmp_path: Path, args: list[str], fragment: str
+) -> None:
+    argv = [a.replace("{folder}", str(seam_folder)) for a in args]
+    argv = [str(tmp_path / a) if a.startswith("r.") else a for a in argv]
+    res = runner.invoke(app, [*argv, "--model", str(tiny_model_dir)])
+    assert res.exit_code == 2, res.output
+    assert fragment in res.output
+
+
+def test_context_file_adds_mm_and_recommendation(tiny_model_dir: Path, seam_folder: Path, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx.csv"
+    ctx.write_text(
+        "image,process,material,thickness_mm,mm_per_px,machine_serial,laser_power_w,speed_mm_s\n"
+        "seam_1.jpg,laser,stainless,2,0.05,SN-1,1500,60\n"
+    )
+    out = tmp_path / "r.jsonl"
+    res = runner.invoke(app, ["score", str(seam_folder / "seam_1.jpg"), "--out", str(out), "--context", str(ctx),
+                              "--model", str(tiny_model_dir), "--workers", "0", "--quiet"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rec = _records(out)[0]
+    assert rec["standards"]["assessable"] is True
+    assert rec["recommendation"] is not None
+    assert "status" in rec["recommendation"]
