@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) scripts/demo.py
+	bash scripts/demo.sh
 
 test: $(STAMP)
 	bash scripts/test.sh

@@ -527,7 +527,7 @@ class ScoreSummary:
     spatter_grades: Counter[int] = field(default_factory=Counter)
     review_reasons: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
-    stage_ms: Counter[str] = field(default_factory=Counter)
+    stage_ms: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     interrupted: bool = False
 
@@ -546,7 +546,7 @@ class ScoreSummary:
         if rec.get("error"):
             self.errors[rec["error"]["code"]] += 1
         for stage, ms in (rec.get("timings_ms") or {}).items():
-            self.stage_ms[stage] += float(ms)
+            self.stage_ms[stage] = self.stage_ms.get(stage, 0.0) + float(ms)
 
     @property
     def exit_code(self) -> int:
@@ -656,17 +656,16 @@ def _jobs(
     """Prepared jobs in input order; with workers, a bounded window runs ahead of the consumer."""
     if workers <= 0:
         _init_worker(cfg, done, keep_bytes)
-        for it in items:
-            yield _work(it)
+        for item in items:
+            yield _work(item)
         return
     window = max(2 * batch_size, 4 * workers)
     with cf.ProcessPoolExecutor(
         max_workers=workers, initializer=_init_worker, initargs=(cfg, done, keep_bytes)
     ) as pool:
         queue: deque[cf.Future[_Job]] = deque()
-        it = iter(items)
         try:
-            for item in it:
+            for item in items:
                 queue.append(pool.submit(_work, item))
                 if len(queue) >= window:
                     yield queue.popleft().result()

@@ -55,8 +55,8 @@ class PreprocessConfig(_Section):
     """
 
     work_size: int = Field(160, ge=64)  # long side of the seam-localisation grayscale copy
-    margin: float = Field(0.6, ge=0)
-    min_width_fraction: float = Field(0.25, gt=0, le=1)
+    margin: float = Field(0.5, ge=0)  # measured: docs/seam_coverage.md
+    min_width_fraction: float = Field(0.15, gt=0, le=1)
     strip_height: int = Field(128, ge=16)
     tile_length: int = Field(512, ge=16)
     tile_overlap: float = Field(0.25, ge=0, lt=1)

@@ -55,6 +55,10 @@ FLANK_GUARD = 0.0
 """Gap between a candidate band and its flanks (fraction of the band width): skips a halo."""
 MIN_BIN_FILL = 0.3
 """Profile bins holding fewer cells than this fraction of the fullest bin are ignored (corners)."""
+AMBIGUITY_LIMIT = 0.85
+"""If a direction >= AMBIGUITY_MIN_SEPARATION_DEG from the best scores above this share of the
+best, the orientation is unreliable and the whole image is used."""
+AMBIGUITY_MIN_SEPARATION_DEG = 30.0
 SCORE_FULL_CONTRAST = 1.0
 """Band contrast (centre - surround energy over mean energy) that earns the full seam score."""
 COARSE_STEP_DEG = 4.0
@@ -280,12 +284,10 @@ def _downscale(image: npt.NDArray[np.uint8], factor: float) -> npt.NDArray[np.ui
             break
     else:
         nw, nh = max(1, round(w / factor)), max(1, round(h / factor))
-        out: npt.NDArray[np.uint8] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
-        return out
+        return np.asarray(cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA), dtype=np.uint8)
     if base <= 1:
         return image
-    fast: npt.NDArray[np.uint8] = cv2.resize(image, (w // base, h // base), interpolation=cv2.INTER_AREA)
-    return fast
+    return np.asarray(cv2.resize(image, (w // base, h // base), interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
 def texture_energy(image: Image, work_size: int) -> npt.NDArray[np.float32]:
@@ -298,9 +300,10 @@ def texture_energy(image: Image, work_size: int) -> npt.NDArray[np.float32]:
     Returns a float32 ``(gh, gw)`` map (squared grey-level gradients), aspect ratio kept.
     """
     h, w = image.shape[:2]
-    gray = _downscale(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), max(h, w) / work_size).astype(np.float32)
+    gray8 = np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), dtype=np.uint8)
+    gray = _downscale(gray8, max(h, w) / work_size).astype(np.float32)
     size = max(gray.shape)
-    gray = cv2.GaussianBlur(gray, (0, 0), GRADIENT_SIGMA * size)
+    gray = np.asarray(cv2.GaussianBlur(gray, (0, 0), GRADIENT_SIGMA * size), dtype=np.float32)
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
     sigma = TENSOR_SIGMA * size
@@ -330,7 +333,7 @@ def _projection_geometry(
     v = -xx[None, :] * np.sin(a) + yy[None, :] * np.cos(a)
     binw = max(sx, sy)
     half = math.hypot(width, height) / 2.0
-    nbins = int(math.ceil(2 * half / binw)) + 2
+    nbins = math.ceil(2 * half / binw) + 2
     idx = np.floor((v + half) / binw).astype(np.intp) + 1
     idx += (np.arange(len(angles)) * nbins)[:, None]
     counts = np.bincount(idx.ravel(), minlength=len(angles) * nbins).astype(np.float64)
@@ -472,25 +475,29 @@ def _wrap_angle(angle: float) -> float:
     return float((angle + 90.0) % 180.0 - 90.0)
 
 
-def _seam_score(contrast: float, selectivity: float) -> float:
+def _seam_score(contrast: float, ambiguity: float) -> float:
     """Confidence in [0, 1] that a seam band exists.
 
     ``contrast``: best band response (centre - surround) over the mean energy of the image;
-    ``selectivity``: 1 - (best response at the perpendicular direction / best response), i.e. how
-    direction selective the band is (an isotropic texture scores ~0).
+    ``ambiguity``: best response among directions >= ``AMBIGUITY_MIN_SEPARATION_DEG`` away over the
+    best response (1 = another direction is as good, e.g. isotropic texture).
     """
     s_con = min(1.0, max(0.0, contrast / SCORE_FULL_CONTRAST))
-    s_sel = min(1.0, max(0.0, selectivity))
+    s_sel = min(1.0, max(0.0, (1.0 - ambiguity) / (1.0 - AMBIGUITY_LIMIT)))
     return float(np.clip(s_con * (0.5 + 0.5 * s_sel), 0.0, 1.0))
 
 
 def _search(
     energy: npt.NDArray[np.float32], height: int, width: int, angles: tuple[float, ...]
-) -> tuple[_Profiles, list[_Band]]:
+) -> tuple[_Profiles, list[_Band], FloatArray]:
+    """Profiles, best band per angle and its response normalised by the profile's mean energy."""
     prof = _profiles(energy, height, width, angles)
     short = min(height, width) / prof.binw
     widths = tuple(sorted({max(2, round(f * short)) for f in BAND_WIDTHS}))
-    return prof, _best_bands(prof, widths)
+    bands = _best_bands(prof, widths)
+    means = np.array([float(prof.mean[i][prof.valid[i]].mean()) for i in range(len(angles))])
+    norm = np.array([b.response for b in bands]) / np.maximum(means, 1e-9)
+    return prof, bands, norm
 
 
 def locate_seam(image: Image, cfg: PreprocessConfig) -> SeamRegion | None:
@@ -503,9 +510,12 @@ def locate_seam(image: Image, cfg: PreprocessConfig) -> SeamRegion | None:
     across the seam, spanning the image along the seam.
 
     Method: texture energy (:func:`texture_energy`) projected across every candidate direction
-    (coarse 4 deg steps, then 1 deg around the best); the direction with the strongest
-    centre-surround band (normalised by the profile's mean energy) wins; the band is grown over
-    neighbouring bins still clearly above the surround.
+    (coarse ``COARSE_STEP_DEG`` steps, then 1 deg around the best); the direction with the
+    strongest centre-surround band (normalised by the profile's mean energy) wins; the band is
+    grown over neighbouring bins still clearly above the surround. When another direction at
+    least ``AMBIGUITY_MIN_SEPARATION_DEG`` away scores within ``AMBIGUITY_LIMIT`` of the best, the
+    orientation is unreliable and the whole image is returned (:func:`whole_image_region`), so that
+    the strip still contains the bead; the score is lowered accordingly.
     """
     check_image(image)
     height, width = image.shape[:2]
@@ -513,31 +523,30 @@ def locate_seam(image: Image, cfg: PreprocessConfig) -> SeamRegion | None:
     if max(energy.shape) > PROJECTION_SIZE:
         k = PROJECTION_SIZE / max(energy.shape)
         size = (max(1, round(energy.shape[1] * k)), max(1, round(energy.shape[0] * k)))
-        energy = cv2.resize(energy, size, interpolation=cv2.INTER_AREA)
+        energy = np.asarray(cv2.resize(energy, size, interpolation=cv2.INTER_AREA), dtype=np.float32)
     mean_e = float(energy.mean())
     if mean_e < MIN_ENERGY:
         logger.debug("locate_seam: featureless image (mean energy %.3g)", mean_e)
         return None
 
     coarse = tuple(float(a) for a in np.arange(-90.0, 90.0, COARSE_STEP_DEG))
-    prof_c, bands_c = _search(energy, height, width, coarse)
-    norm_c = np.array(
-        [
-            b.response / max(float(prof_c.mean[b.angle_index][prof_c.valid[b.angle_index]].mean()), 1e-9)
-            for b in bands_c
-        ]
-    )
+    _, _, norm_c = _search(energy, height, width, coarse)
     ib = int(np.argmax(norm_c))
+    far = [
+        j for j, a in enumerate(coarse) if abs(_wrap_angle(a - coarse[ib])) >= AMBIGUITY_MIN_SEPARATION_DEG
+    ]
+    ambiguity = float(max(0.0, norm_c[far].max()) / max(float(norm_c[ib]), 1e-9)) if far else 0.0
+
     fine = tuple(_wrap_angle(coarse[ib] + d) for d in np.arange(-COARSE_STEP_DEG + 1, COARSE_STEP_DEG))
-    prof, bands = _search(energy, height, width, fine)
-    norm = np.array(
-        [
-            b.response / max(float(prof.mean[b.angle_index][prof.valid[b.angle_index]].mean()), 1e-9)
-            for b in bands
-        ]
-    )
+    prof, bands, norm = _search(energy, height, width, fine)
     i = int(np.argmax(norm))
     band, angle = bands[i], fine[i]
+    score = _seam_score(float(band.response / mean_e), ambiguity)
+    logger.debug(
+        "locate_seam: angle %.1f response %.3f ambiguity %.2f score %.2f", angle, norm[i], ambiguity, score
+    )
+    if ambiguity > AMBIGUITY_LIMIT or band.response <= 0:
+        return whole_image_region(height, width, score)
 
     gap = max(1, round(BAND_GAP_FRACTION * min(height, width) / prof.binw))
     lo, hi = _grow_band(prof.mean[i], prof.valid[i], band, gap)
@@ -555,14 +564,6 @@ def locate_seam(image: Image, cfg: PreprocessConfig) -> SeamRegion | None:
     a = math.radians(angle)
     cx = width / 2.0 + u_mid * math.cos(a) - v_mid * math.sin(a)
     cy = height / 2.0 + u_mid * math.sin(a) + v_mid * math.cos(a)
-
-    perp = int(np.argmin([abs(abs(_wrap_angle(x - angle)) - 90.0) for x in coarse]))
-    selectivity = 1.0 - max(0.0, float(norm_c[perp])) / max(float(norm[i]), 1e-9)
-    score = _seam_score(float(band.response / mean_e), selectivity)
-    logger.debug(
-        "locate_seam: angle %.1f response %.3f selectivity %.2f band %.0f px score %.2f",
-        angle, norm[i], selectivity, band_w, score,
-    )  # fmt: skip
     return SeamRegion(
         center=(float(cx), float(cy)), length=float(length), width=float(band_w), angle_deg=angle, score=score
     )
@@ -709,7 +710,7 @@ def make_tiles(strip: Strip, cfg: PreprocessConfig) -> list[Tile]:
     u_scale = 1.0
     cap = max_strip_length(cfg)
     if length > cap:
-        img = cv2.resize(img, (cap, img.shape[0]), interpolation=cv2.INTER_AREA)
+        img = np.asarray(cv2.resize(img, (cap, img.shape[0]), interpolation=cv2.INTER_AREA), dtype=np.uint8)
         u_scale = length / cap
         length = cap
     if length <= t:

@@ -16,7 +16,8 @@ Two modes:
   ``--random-arch ARCH`` benchmarks a randomly initialised artifact of that architecture (written
   to a temporary folder) instead, for when no trained model is shipped yet.
 
-Timings are the fastest of ``--repeats`` runs after one warm-up run (the machine is shared). Output is a markdown table.
+Timings are the fastest of ``--repeats`` runs after one warm-up run (the machine is shared).
+Output is a markdown table.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def _best_seconds(fn: Callable[[], object], repeats: int) -> float:
 
 
 def _machine() -> str:
-    return f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def bench_forward(
@@ -78,7 +80,7 @@ def bench_forward(
         for b in batches:
             x = torch.randn(b, 3, height, width).contiguous(memory_format=fmt)
 
-            def run(x: torch.Tensor = x) -> object:
+            def run(x: torch.Tensor = x, model: torch.nn.Module = model) -> object:
                 with torch.inference_mode():
                     return model(x)
 
@@ -90,32 +92,26 @@ def bench_forward(
     return rows
 
 
-def _load_sample_images(samples: Path, limit: int) -> list[npt.NDArray[np.uint8]]:
-    import cv2
+def _load_sample_images(samples: Path, limit: int) -> tuple[list[npt.NDArray[np.uint8]], str]:
+    """Up to ``limit`` decoded photos from ``samples`` (synthetic ones when there are none) and a note."""
+    from inspection.ingest import read_image
 
-    paths = (
+    found = (
         sorted(p for p in samples.rglob("*") if p.suffix.lower() in IMAGE_EXTS) if samples.is_dir() else []
     )
-    images = []
-    for path in paths[:limit]:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            log.warning("skipping unreadable image %s", path)
-            continue
-        images.append(np.ascontiguousarray(bgr[:, :, ::-1]))
+    images = [read_image(p) for p in found[:limit]]
     if images:
-        log.info("using %d images from %s", len(images), samples)
-        return images
-    log.warning("no images in %s; generating %d synthetic ones", samples, limit)
-    try:
-        from inspection import synth
+        h, w = images[0].shape[:2]
+        return images, f"{len(images)} photos from {samples} (first is {w}x{h})"
+    from inspection.synth import generate_weld
 
-        rng = np.random.default_rng(0)
-        return [synth.generate_weld(rng).image for _ in range(limit)]  # type: ignore[attr-defined]
-    except Exception as exc:  # synth API not available: fall back to random photos
-        log.warning("inspection.synth.generate_weld unavailable (%s); using random 800x800 arrays", exc)
-        rng = np.random.default_rng(0)
-        return [rng.integers(0, 256, size=(800, 800, 3), dtype=np.uint8) for _ in range(limit)]
+    log.warning("no images in %s; generating %d synthetic 800x800 ones", samples, limit)
+    rng = np.random.default_rng(0)
+    welds = [
+        generate_weld(rng, n_pores=int(rng.integers(0, 5)), n_spatter=int(rng.integers(0, 10)))
+        for _ in range(limit)
+    ]
+    return [w.image for w in welds], f"{limit} synthetic 800x800 photos (inspection.synth)"
 
 
 def bench_end_to_end(
@@ -131,7 +127,8 @@ def bench_end_to_end(
     from inspection.model.runtime import Grader
     from inspection.preprocess import preprocess
 
-    images = _load_sample_images(samples, max(batches))
+    images, note = _load_sample_images(samples, max(batches))
+    print(f"<!-- images: {note} -->")
     rows = []
     for backend in backends:
         grader = Grader.load(model_dir, backend=backend, threads=threads)  # type: ignore[arg-type]
@@ -140,7 +137,11 @@ def bench_end_to_end(
         for b in batches:
             batch = [images[i % len(images)] for i in range(b)]
 
-            def run(batch: list[npt.NDArray[np.uint8]] = batch, cfg: PreprocessConfig = cfg) -> object:
+            def run(
+                batch: list[npt.NDArray[np.uint8]] = batch,
+                cfg: PreprocessConfig = cfg,
+                grader: Grader = grader,
+            ) -> object:
                 tiles = [t.image for img in batch for t in preprocess(img, cfg).tiles]
                 if not tiles:
                     return None
@@ -159,7 +160,7 @@ def _random_artifact(arch: str, width_mult: float, out: Path) -> Path:
 
     torch.manual_seed(0)
     model = build_model(arch, width_mult=width_mult)
-    config = ModelConfig.for_untrained(arch=arch, width_mult=width_mult, name="bench-random", version="0.0.0")
+    config = ModelConfig(name="bench-random", version="0.0.0", arch=arch, width_mult=width_mult)
     save_artifact(out, model, config, "# Random benchmark model\n\nUntrained.\n", {})
     return out
 

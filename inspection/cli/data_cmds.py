@@ -271,6 +271,123 @@ def _confusion(truth: list[str], labels: list[int]) -> dict[str, dict[str, int]]
     return dict(sorted(out.items()))
 
 
+def _label(img: Any, text: str) -> Any:
+    import cv2
+
+    out = img.copy()
+    cv2.putText(out, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(out, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def _pad_to(img: Any, width: int) -> Any:
+    import numpy as np
+
+    if img.shape[1] >= width:
+        return img[:, :width]
+    return np.hstack([img, np.full((img.shape[0], width - img.shape[1], 3), 255, np.uint8)])
+
+
+def _vstack(rows: list[Any], gap: int = 6) -> Any:
+    import numpy as np
+
+    width = max(r.shape[1] for r in rows)
+    parts = []
+    for r in rows:
+        parts += [_pad_to(r, width), np.full((gap, width, 3), 255, np.uint8)]
+    return np.vstack(parts[:-1])
+
+
+def _hstack(cols: list[Any], gap: int = 6) -> Any:
+    import numpy as np
+
+    height = max(c.shape[0] for c in cols)
+    parts = []
+    for c in cols:
+        pad = np.full((height - c.shape[0], c.shape[1], 3), 255, np.uint8)
+        parts += [np.vstack([c, pad]), np.full((height, gap, 3), 255, np.uint8)]
+    return np.hstack(parts[:-1])
+
+
+@data_app.command("spatter-sheet")
+def spatter_sheet_cmd(
+    directory: Path = typer.Argument(..., help="Data-set folder with annotations.jsonl (real photos)."),
+    out: Path = typer.Option(Path("spatter_realism.jpg"), "--out", help="Output JPEG."),
+    n: int = typer.Option(4, "--n", help="Number of photos (1-8)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for photo choice and compositing."),
+    droplets: int = typer.Option(35, "--droplets", help="Droplets per photo (whole photo)."),
+    bead_mm: float = typer.Option(8.0, "--bead-mm", help="Assumed bead width in mm (sets mm_per_px)."),
+    real: list[str] = typer.Option(
+        [], "--real", help="PATH:x,y,size crop of a real photo WITH spatter, shown for comparison (repeatable)."
+    ),
+    crop: int = typer.Option(320, "--crop", help="Zoomed crop size in pixels."),
+) -> None:
+    """Realism contact sheet: real photos without / with composited spatter, whole-photo crops and strips."""
+    import cv2
+    import numpy as np
+
+    from inspection.config import PreprocessConfig
+    from inspection.data.manifest import read_manifest
+    from inspection.data.spatter import composite_spatter, sample_spatter_count
+    from inspection.ingest import read_image
+    from inspection.preprocess import extract_strip, locate_seam, whole_image_region
+
+    if not 1 <= n <= 8 or droplets < 0 or bead_mm <= 0 or crop < 64:
+        raise _fail("spatter-sheet", "need 1 <= --n <= 8, --droplets >= 0, --bead-mm > 0, --crop >= 64")
+    records, _ = read_manifest(_manifest_path("spatter-sheet", directory), check_images=False)
+    if not records:
+        raise _fail("spatter-sheet", f"no records in {directory}")
+    rng = np.random.default_rng(seed)
+    picks = [records[i] for i in rng.choice(len(records), min(n, len(records)), replace=False)]
+    cfg = PreprocessConfig()
+    photo_rows, strip_rows = [], []
+    for rec in picks:
+        img = read_image(rec.path())
+        h, w = img.shape[:2]
+        seam = locate_seam(img, cfg) or whole_image_region(h, w)
+        mm_per_px = bead_mm / seam.width
+        comp, _ = composite_spatter(img, rng, n_droplets=droplets, seam=seam, mm_per_px=mm_per_px)
+        # zoom on the bead edge, where spatter lands
+        a = np.deg2rad(seam.angle_deg)
+        off = seam.width / 2.0
+        cx, cy = seam.center[0] - np.sin(a) * off, seam.center[1] + np.cos(a) * off
+        x0 = int(np.clip(cx - crop / 2, 0, max(0, w - crop)))
+        y0 = int(np.clip(cy - crop / 2, 0, max(0, h - crop)))
+        sl = (slice(y0, y0 + crop), slice(x0, x0 + crop))
+        photo_rows.append(
+            _hstack(
+                [
+                    _label(img[sl], f"real {rec.group or ''}"),
+                    _label(comp[sl], f"+{droplets} droplets, {mm_per_px:.3f} mm/px"),
+                ]
+            )
+        )
+        strip = extract_strip(img, seam, cfg).image[:, :512]
+        strip_mm = bead_mm / (0.45 * strip.shape[0])
+        count = sample_spatter_count(3, rng) // 2
+        strip_comp, _ = composite_spatter(strip, rng, n_droplets=count, seam=None, mm_per_px=strip_mm)
+        strip_rows.append(_vstack([_label(strip, "strip"), _label(strip_comp, f"strip +{count}")], gap=2))
+    left = _vstack(photo_rows)
+    right = _vstack(strip_rows)
+    sections = [_hstack([left, right], gap=12)]
+    reals = []
+    for spec in real:
+        path_s, _, geom = spec.rpartition(":")
+        try:
+            x, y, size = (int(v) for v in geom.split(","))
+            real_img = read_image(Path(path_s))
+        except (ValueError, OSError) as exc:
+            raise _fail("spatter-sheet", f"--real {spec!r}: expected PATH:x,y,size of a readable image ({exc})") from exc
+        patch = cv2.resize(np.ascontiguousarray(real_img[y : y + size, x : x + size]), (crop, crop))
+        reals.append(_label(patch, "real spatter (other set)"))
+    if reals:
+        sections.append(_hstack(reals))
+    sheet = _vstack(sections, gap=12)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 82])
+    typer.echo(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]}, {out.stat().st_size // 1024} KiB)")
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
     app.add_typer(data_app, name="data")

@@ -99,7 +99,8 @@ def _print_report(report: VerifyReport, what: str) -> None:
     for note in report.notes:
         typer.echo(f"note: {note}")
     typer.echo(
-        f"{what}: {report.records} record(s), {report.images} image(s); head seq {report.head_seq} {report.head_hash}"
+        f"{what}: {report.records} record(s), {report.images} image(s); "
+        f"head seq {report.head_seq} {report.head_hash}"
     )
     if report.ok:
         typer.echo("OK: every hash, link, signature and image verified")
@@ -235,7 +236,7 @@ def evidence_export(
     config: Path | None = _CONFIG,
     home: Path | None = _HOME,
 ) -> None:
-    """Export one machine's evidence as a claim bundle (records, images, keys, manifest, HTML + PDF report)."""
+    """Export one machine's evidence as a claim bundle (records, images, keys, manifest, HTML/PDF report)."""
     from inspection.evidence.bundle import BundleError, export_bundle
     from inspection.evidence.keys import KeyFileError, load_signer
     from inspection.evidence.report import expert_db_compliance
@@ -271,7 +272,8 @@ def evidence_export(
             raise _fail(str(exc), 1) from exc
     typer.echo(
         f"wrote {summary.path}: {summary.inspections} inspection(s), {summary.reviews} review(s), "
-        f"{summary.images} image(s), {summary.overlays} overlay(s); manifest {'signed' if summary.signed else 'unsigned'}"
+        f"{summary.images} image(s), {summary.overlays} overlay(s); "
+        f"manifest {'signed' if summary.signed else 'unsigned'}"
     )
     typer.echo(f"bundle sha256 {summary.sha256}; chain head seq {summary.head_seq} {summary.head_hash}")
     typer.echo(f"compliance: {source}")

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-
 # --- `weldinspect model ...` (model-package engineer) -------------------------------------------
 
 model_app = typer.Typer(help="Inspect and export model artifacts.", no_args_is_help=True)
@@ -58,8 +57,10 @@ def model_info(
         f"network    {config.arch} (width_mult {config.width_mult:g}, embed_dim {config.embed_dim}), "
         f"input {config.input.strip_height}x{config.input.tile_length} {config.input.channels}, "
         f"heatmap stride {config.heatmap_stride}",
-        f"temps      porosity {config.temperatures['porosity']:.3f}, spatter {config.temperatures['spatter']:.3f}",
-        f"abstain    porosity {t.abstain['porosity'].model_dump()}, spatter {t.abstain['spatter'].model_dump()}",
+        f"temps      porosity {config.temperatures['porosity']:.3f}, "
+        f"spatter {config.temperatures['spatter']:.3f}",
+        f"abstain    porosity {t.abstain['porosity'].model_dump()}, "
+        f"spatter {t.abstain['spatter'].model_dump()}",
         f"peaks      porosity >= {t.peak['porosity']}, spatter >= {t.peak['spatter']}, "
         f"min distance {t.min_peak_distance} cells, max {t.max_peaks}",
         f"ood        threshold {t.ood}, statistics from {ood.count} embeddings"

@@ -49,7 +49,9 @@ def register(app: typer.Typer) -> None:
             None, "--process", help="laser_wobble, mig_mag or tig (default: result context)."
         ),
         machine_limits: Path | None = typer.Option(
-            None, "--machine-limits", help="JSON object {parameter: [min, max]} of the actual machine."
+            None,
+            "--machine-limits",
+            help="JSON object mapping parameter to a two-number list (min, max) of the actual machine.",
         ),
         db_path: Path | None = typer.Option(None, "--db", help="Expert database YAML (default: packaged)."),
         all_changes: bool = typer.Option(

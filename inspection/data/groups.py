@@ -22,6 +22,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -48,7 +49,8 @@ class Features:
             msg = f"Features.keypoints must be (N, 2), got {self.keypoints.shape}"
             raise ValueError(msg)
         if self.descriptors.shape != (self.keypoints.shape[0], 32):
-            msg = f"Features.descriptors must be (N, 32) for N={self.keypoints.shape[0]}, got {self.descriptors.shape}"
+            n = self.keypoints.shape[0]
+            msg = f"Features.descriptors must be (N, 32) for N={n}, got {self.descriptors.shape}"
             raise ValueError(msg)
 
     def __len__(self) -> int:
@@ -120,9 +122,9 @@ def to_gray_small(image: Image, max_side: int = 400) -> tuple[npt.NDArray[np.uin
 
 def orb_features(image: Image, *, max_side: int = 400, n_features: int = 500) -> Features:
     """ORB keypoints and descriptors of ``image`` (RGB uint8) downscaled to ``max_side``."""
-    gray, scale = to_gray_small(image, max_side)
-    gray = cv2.equalizeHist(gray)  # exposure differs between shots of one weld
-    orb = cv2.ORB_create(nfeatures=n_features, scaleFactor=1.2, nlevels=8, edgeThreshold=15, patchSize=31)
+    small, scale = to_gray_small(image, max_side)
+    gray = cv2.equalizeHist(small)  # exposure differs between shots of one weld
+    orb = cv2.ORB.create(nfeatures=n_features, scaleFactor=1.2, nlevels=8, edgeThreshold=15, patchSize=31)
     kps, desc = orb.detectAndCompute(gray, None)
     if desc is None or not kps:
         return Features(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), scale)
@@ -174,11 +176,12 @@ def bow_vectors(
     pool = np.concatenate(descs)
     if len(pool) > 60_000:
         pool = pool[rng.choice(len(pool), 60_000, replace=False)]
-    k = min(n_words, len(pool))
+    k = min(n_words, max(8, len(pool) // 200))  # ~200 descriptors per word at least
     bits = np.unpackbits(pool, axis=1).astype(np.float32)
     cv2.setRNGSeed(seed)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 15, 0.5)
-    _, _, centers = cv2.kmeans(bits, k, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
+    no_labels: Any = None
+    _, _, centers = cv2.kmeans(bits, k, no_labels, criteria, 1, cv2.KMEANS_PP_CENTERS)
     words = np.packbits((centers > 0.5).astype(np.uint8), axis=1)
     for i, f in enumerate(features):
         if not len(f):

@@ -47,8 +47,8 @@ from inspection.data.manifest import (
     ManifestRecord,
     ManifestReport,
     ProblemCollector,
-    image_size,
     clean_box,
+    image_size,
 )
 from inspection.types import GRADED_DEFECTS, LABELS
 
@@ -639,7 +639,8 @@ def export_coco(records: Sequence[ManifestRecord], out_dir: Path) -> Path:
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     names = sorted({o.raw_label or o.label for r in records for o in r.objects})
     cat_id = {n: i + 1 for i, n in enumerate(names)}
-    images, anns = [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     for img_id, (rec, name) in enumerate(zip(records, _unique_names(records), strict=True), start=1):
         shutil.copyfile(rec.path(), out_dir / "images" / name)
         images.append({"id": img_id, "file_name": f"images/{name}", "width": rec.width, "height": rec.height})

@@ -3,10 +3,11 @@
 Spatter droplets are small solidified metal spheres thrown out of the weld pool. Here each
 droplet is rendered as a shaded ellipsoid with
 
-* a realistic size: diameter mostly 0.2-1.5 mm (log-normal, median 0.55 mm), ~6 % larger ones
-  (1.5-2.6 mm), converted to pixels with ``mm_per_px`` (at least ~1.6 px across);
-* oxide colours (dark grey, blue-grey, brown, straw, near-black, a few bright metallic ones),
-  scaled by the photo's local brightness and tinted towards its white balance;
+* a realistic size: diameter mostly 0.2-1.5 mm (log-normal, median 0.45 mm), ~4 % larger ones
+  (1.5-2.4 mm), converted to pixels with ``mm_per_px`` (at least ~1.6 px across);
+* oxide colours (grey, blue-grey, brown, straw, near-black, a few bright metallic ones) as
+  tints of the photo's local surface colour where the droplet lands (so exposure and white
+  balance match), mostly darker than the surface;
 * diffuse shading plus a specular highlight from one light direction per image, and a soft
   contact shadow on the side away from the light;
 * density falling off exponentially with distance from the bead edge (both sides); ~15 % of
@@ -37,18 +38,22 @@ SPATTER_LABEL = "spatter"
 DEFAULT_BAND_FRACTION = 0.45
 """Bead width as a fraction of the image height when no seam region is given."""
 
-_PALETTE = np.array(
+# Oxide colours as tints relative to the local surface colour (mean ~1), with the range of
+# droplet brightness relative to that surface: grey, blue-grey temper oxide, brown oxide, straw,
+# near-black, bright metallic.
+_TINTS = np.array(
     [
-        [0.26, 0.26, 0.27],  # dark grey
-        [0.20, 0.23, 0.33],  # blue-grey temper oxide
-        [0.34, 0.24, 0.16],  # brown oxide
-        [0.58, 0.48, 0.30],  # straw
-        [0.12, 0.11, 0.10],  # near black
-        [0.50, 0.50, 0.51],  # bright metallic
+        [1.00, 1.00, 1.00],
+        [0.90, 0.97, 1.14],
+        [1.14, 0.97, 0.84],
+        [1.10, 1.03, 0.82],
+        [1.00, 0.98, 0.96],
+        [1.00, 1.00, 1.02],
     ],
     dtype=np.float32,
 )
-_PALETTE_P = np.array([0.30, 0.16, 0.18, 0.10, 0.16, 0.10])
+_BRIGHTNESS = np.array([[0.45, 0.85], [0.45, 0.8], [0.45, 0.8], [0.75, 1.05], [0.2, 0.38], [0.95, 1.25]])
+_TINT_P = np.array([0.30, 0.15, 0.18, 0.09, 0.16, 0.12])
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -81,7 +86,7 @@ def estimate_look(image: Image, *, max_side: int = 384) -> PhotoLook:
     mean_rgb = (float(m[0]), float(m[1]), float(m[2]))
     if gray.shape[0] < 8 or gray.shape[1] < 8:
         return PhotoLook(0.8, 1.0, (mean_rgb[0], mean_rgb[1], mean_rgb[2]))
-    b = 1.5
+    b = 4.0  # a wide re-blur is robust to JPEG/sensor noise and consistent on sharp edges
 
     def strong_grad(g: FloatArray) -> float:
         gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
@@ -96,24 +101,24 @@ def estimate_look(image: Image, *, max_side: int = 384) -> PhotoLook:
     if m1 <= 1e-3:
         sigma = 1.0
     else:
-        r = min(m2 / m1, 0.98)
+        r = min(m2 / m1, 0.995)
         sigma = b * r / math.sqrt(1.0 - r * r)
     kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
     resp = np.abs(cv2.filter2D(gray, cv2.CV_32F, kernel))[1:-1, 1:-1]
     noise = math.sqrt(math.pi / 2.0) / 6.0 * float(resp.mean())
     return PhotoLook(
         # minus the estimator's own spread on an ideal pixel-sampled step (~0.8 px, calibrated)
-        blur_sigma=float(np.clip(math.sqrt(max(sigma * sigma - 0.64, 0.0)), 0.0, 4.0)),
+        blur_sigma=float(np.clip(math.sqrt(max(sigma * sigma - 0.64, 0.0)), 0.0, 6.0)),
         noise_sigma=float(np.clip(noise, 0.0, 12.0)),
         mean_rgb=(mean_rgb[0], mean_rgb[1], mean_rgb[2]),
     )
 
 
 def sample_droplet_diameters_mm(rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
-    """``n`` droplet diameters in mm: mostly 0.2-1.5 (log-normal, median 0.55), ~6 % in 1.5-2.6."""
-    small = np.clip(rng.lognormal(mean=math.log(0.55), sigma=0.45, size=n), 0.15, 1.6)
-    large = rng.uniform(1.5, 2.6, size=n)
-    return np.where(rng.random(n) < 0.06, large, small)
+    """``n`` droplet diameters in mm: mostly 0.2-1.5 (log-normal, median 0.45), ~4 % in 1.5-2.4."""
+    small = np.clip(rng.lognormal(mean=math.log(0.45), sigma=0.5, size=n), 0.15, 1.6)
+    large = rng.uniform(1.5, 2.4, size=n)
+    return np.where(rng.random(n) < 0.04, large, small)
 
 
 def sample_spatter_count(
@@ -196,11 +201,12 @@ def _sample_droplets(
     max_d = max(1.6, 0.25 * min(h, w))
     diam = np.clip(diam, 1.6, max_d)
     aspect = np.sqrt(1.0 + rng.exponential(0.12, size=n))
-    kinds = rng.choice(len(_PALETTE), size=n, p=_PALETTE_P)
-    albedo = _PALETTE[kinds] * rng.uniform(0.85, 1.15, size=(n, 1)) * rng.uniform(0.93, 1.07, size=(n, 3))
+    kinds = rng.choice(len(_TINTS), size=n, p=_TINT_P)
+    rel = rng.uniform(_BRIGHTNESS[kinds, 0], _BRIGHTNESS[kinds, 1])[:, None]
+    albedo = _TINTS[kinds] * rel * rng.uniform(0.95, 1.05, size=(n, 3))
     profile = np.where(rng.random(n) < 0.75, 1.0, rng.uniform(0.35, 0.7, size=n))
     theta = rng.uniform(0.0, math.pi, size=n)
-    gloss = np.where(kinds == 5, rng.uniform(0.5, 0.9, size=n), rng.uniform(0.12, 0.5, size=n))
+    gloss = np.where(kinds == 5, rng.uniform(0.5, 0.9, size=n), rng.uniform(0.15, 0.55, size=n))
     wobble = rng.normal(0.0, 0.05, size=(n, 4)) * np.where(profile < 1.0, 2.0, 1.0)[:, None]
     out = []
     for i in range(n):
@@ -240,13 +246,13 @@ def _render(
     color: FloatArray,
     shade: FloatArray,
     light: tuple[float, float, float],
-    level: float,
-    tint: npt.NDArray[np.float32],
+    local_rgb: npt.NDArray[np.float32],
     rng: np.random.Generator,
 ) -> tuple[float, float, float, float] | None:
     """Draw one droplet into the region layers (in place; the layers are private scratch).
 
-    ``alpha``/``shade`` are (h, w) float32, ``color`` (h, w, 3) premultiplied float32 0..255.
+    ``alpha``/``shade`` are (h, w) float32, ``color`` (h, w, 3) premultiplied float32 0..255;
+    ``local_rgb`` (3,) is the mean surface colour where the droplet lands (0..255).
     Returns the droplet's visible extent (pixels with coverage >= 0.5) as (x0, y0, x1, y1) in
     region pixels, or None when nothing is visible.
     """
@@ -300,10 +306,11 @@ def _render(
     n8 = n2 * n2
     n8 = n8 * n8
     sharp = n8 * n8 * n8 if sphere else n8  # ~ndoth^24 (small sharp highlight) or ^8 (splat)
-    spec = sharp * np.float32(d.gloss * (1.0 if sphere else 0.5) * min(255.0, 235.0 * max(level, 0.75)))
-    diffuse = (0.30 + 0.85 * ndotl) * np.float32(level * 255.0)
-    albedo = np.asarray(d.albedo, np.float32) * tint
-    rgb = diffuse[:, :, None] * albedo
+    lum = float(local_rgb.mean())
+    spec = sharp * np.float32(d.gloss * (1.0 if sphere else 0.5) * min(255.0, max(170.0, 1.6 * lum)))
+    diffuse = 0.35 + 0.8 * ndotl
+    base = np.asarray(d.albedo, np.float32) * local_rgb
+    rgb = diffuse[:, :, None] * base
     if r > 3.0:  # oxide mottling on the larger droplets
         mottle = cv2.GaussianBlur(rng.standard_normal(a_body.shape, dtype=np.float32), (0, 0), 0.8)
         rgb *= (1.0 + 0.35 * mottle)[:, :, None]
@@ -360,8 +367,6 @@ def composite_spatter(
     az = rng.uniform(0, 2 * math.pi)
     elev = rng.uniform(math.radians(35), math.radians(70))
     light = (math.cos(az) * math.cos(elev), math.sin(az) * math.cos(elev), math.sin(elev))
-    mean = np.asarray(look.mean_rgb, np.float32)
-    tint = np.clip(0.7 + 0.3 * mean / max(float(mean.mean()), 1.0), 0.6, 1.4).astype(np.float32)
 
     # the affected region only (keeps whole photos cheap)
     reach = [1.6 * max(d.rx, d.ry) + 6.0 + 3.0 * look.blur_sigma for d in droplets]
@@ -379,9 +384,9 @@ def composite_spatter(
         k = int(3.0 * max(d.rx, d.ry)) + 3
         win = img[max(0, int(d.cy) - k) : int(d.cy) + k + 1, max(0, int(d.cx) - k) : int(d.cx) + k + 1]
         m = cv2.mean(np.ascontiguousarray(win))
-        level = min(max((m[0] + m[1] + m[2]) / (3.0 * 150.0), 0.3), 1.5)
+        local = np.clip(np.array(m[:3], np.float32), 25.0, 235.0)
         shifted = dataclasses.replace(d, cx=d.cx - rx0, cy=d.cy - ry0)
-        extent = _render(shifted, alpha, color, shade, light, level, tint, rng)
+        extent = _render(shifted, alpha, color, shade, light, local, rng)
         if extent is None:
             boxes.append(_droplet_box(d, h, w))
         else:

@@ -273,28 +273,41 @@ def build_claim_report(
 # ---- compliance adapter ---------------------------------------------------------------------------
 
 
+_OUT_OF_WINDOW = ("below", "above", "not_allowed", "invalid")
+
+
 def _interpret(result: Any) -> Compliance:
-    """Map whatever ``check_compliance`` returns (bool, object or mapping) onto :class:`Compliance`."""
+    """Map what ``check_compliance`` returns onto :class:`Compliance`.
+
+    Understood: a :class:`Compliance`; a bool (True = inside); a sequence of issues with ``kind``
+    (``below``/``above``/``not_allowed``/``invalid`` = outside, ``missing`` = not recorded) and
+    ``message``. Inside = no recorded parameter outside the window (unrecorded ones are listed in
+    the detail); unknown when every windowed parameter is missing.
+    """
     if isinstance(result, Compliance):
         return result
     if isinstance(result, bool):
         return Compliance("inside" if result else "outside")
-    get = result.get if isinstance(result, Mapping) else (lambda k, d=None: getattr(result, k, d))
-    flag = next(
-        (get(k) for k in ("compliant", "inside", "ok", "within", "passed") if get(k) is not None), None
-    )
-    if isinstance(flag, str) and flag in COMPLIANCE_STATUSES:
-        return Compliance(flag, str(get("detail", "") or ""))
-    status = get("status")
-    if isinstance(status, str) and status in COMPLIANCE_STATUSES:
-        return Compliance(status, str(get("detail", "") or ""))
-    violations = get("violations") or get("deviations") or ()
-    detail = "; ".join(str(v) for v in violations) if isinstance(violations, Sequence) else str(violations)
-    if flag is None:
-        if isinstance(violations, Sequence) and not isinstance(violations, str):
-            return Compliance("outside" if violations else "inside", detail)
-        return Compliance("unknown", f"unrecognised compliance result {type(result).__name__}")
-    return Compliance("inside" if bool(flag) else "outside", detail)
+    if isinstance(result, Sequence) and not isinstance(result, str):
+        kinds = [(str(getattr(i, "kind", "")), str(getattr(i, "message", i))) for i in result]
+        bad = [m for k, m in kinds if k in _OUT_OF_WINDOW]
+        missing = [
+            str(getattr(i, "parameter", m)) for i, (k, m) in zip(result, kinds, strict=True) if k == "missing"
+        ]
+        if bad:
+            return Compliance("outside", "; ".join(bad))
+        detail = f"{len(missing)} window parameter(s) not recorded" if missing else ""
+        return Compliance("inside", detail)
+    return Compliance("unknown", f"unrecognised compliance result {type(result).__name__}")
+
+
+def _nothing_recorded(result: Any, window: Any) -> bool:
+    """True when every parameter of ``window`` came back as a ``missing`` issue."""
+    names = set(getattr(window, "ranges", {}) or {}) | set(getattr(window, "choices", {}) or {})
+    if not names or not isinstance(result, Sequence):
+        return False
+    missing = {getattr(i, "parameter", None) for i in result if getattr(i, "kind", "") == "missing"}
+    return names <= missing
 
 
 def expert_db_compliance() -> tuple[ComplianceFn | None, str]:
@@ -327,10 +340,16 @@ def expert_db_compliance() -> tuple[ComplianceFn | None, str]:
             return Compliance("unknown", "process, material or thickness not recorded")
         if not params:
             return Compliance("unknown", "no welding parameters recorded")
-        window = db.window(process, material, float(thickness))
+        try:
+            window = db.window(process, material, float(thickness))
+        except (ValueError, KeyError) as exc:
+            return Compliance("unknown", f"no recommended window: {exc}")
         if window is None:
-            return Compliance("unknown", f"no window for {process}/{material}/{thickness} mm")
-        return _interpret(check(params, window))
+            return Compliance("unknown", f"no recommended window for {process}/{material}/{thickness} mm")
+        result = check(params, window)
+        if _nothing_recorded(result, window):
+            return Compliance("unknown", "none of the window's parameters were recorded")
+        return _interpret(result)
 
     return fn, source
 

@@ -146,7 +146,7 @@ def load_onnx_runner(
 
 
 def onnx_export_status(artifact_dir: Path, weights_sha256: str) -> str:
-    """``"missing"``, ``"up to date"``, ``"stale (...)"`` or ``"unreadable (...)"`` for ``<dir>/model.onnx``."""
+    """State of ``<dir>/model.onnx``: ``missing``, ``up to date``, ``stale (...)`` or ``unreadable (...)``."""
     import onnx
 
     path = Path(artifact_dir) / ONNX_FILE

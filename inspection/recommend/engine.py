@@ -1,7 +1,8 @@
 """The recommendation engine (pure): inspection result + current settings -> ranked advice.
 
 Ranking score of a rule = sum over the defects it addresses of ``grade / 3`` x ``1 / priority`` x
-pattern boost (``PATTERN_BOOST`` when the rule's pattern is the observed pore pattern) x material
+pattern boost (``PATTERN_BOOST`` when the rule's pattern is the observed pore pattern; for rules
+about one seam end also ``0.5 + share of the end-zone pores at that end``) x material
 boost (``MATERIAL_BOOST`` for rules written for this one material only) x condition boost
 (``CONDITION_BOOST`` when the rule has a ``when`` condition on the current settings and it holds,
 e.g. gas flow below 15 L/min: a measured setting is stronger evidence than a generic cause) x the
@@ -68,6 +69,15 @@ def seam_pattern(findings: Sequence[Finding]) -> str:
     if len(positions) >= WHOLE_SEAM_MIN_PORES and max(positions) - min(positions) >= WHOLE_SEAM_MIN_SPAN:
         return "whole_seam"
     return "scattered"
+
+
+def end_zone_shares(findings: Sequence[Finding]) -> dict[str, float]:
+    """Of the pores in the end zones, the fraction at the ``start`` and at the ``end`` (0 when none)."""
+    positions = [f.along_seam for f in findings if str(f.kind) == Defect.POROSITY.value]
+    start = sum(p < END_ZONE for p in positions)
+    end = sum(p > 1.0 - END_ZONE for p in positions)
+    total = start + end
+    return {"start": start / total if total else 0.0, "end": end / total if total else 0.0}
 
 
 def _pattern_applies(rule_pattern: str, observed: str) -> bool:
@@ -298,6 +308,7 @@ def _candidates(
     stats: Mapping[str, RuleStats],
 ) -> list[_Candidate]:
     heads = {"porosity": result.porosity, "spatter": result.spatter}
+    zones = end_zone_shares(result.findings)
     out = []
     for rule in db.rules:
         if ANY not in rule.processes and pid not in rule.processes:
@@ -307,6 +318,8 @@ def _candidates(
         hits = [d for d in rule.defects if graded.get(d, 0) >= rule.min_grade]
         if "porosity" in hits and not _pattern_applies(rule.pattern, pattern):
             hits.remove("porosity")
+        if "porosity" in hits and rule.zone is not None and zones[rule.zone] == 0.0:
+            hits.remove("porosity")  # no pore at the end this rule is about
         if rule.pattern != "any" and "porosity" not in hits:
             continue  # pattern rules are about pores
         if not hits:
@@ -315,6 +328,8 @@ def _candidates(
         boost = PATTERN_BOOST if rule.pattern == pattern else 1.0
         if rule.materials == (mid,):
             boost *= MATERIAL_BOOST
+        if rule.zone is not None:
+            boost *= 0.5 + zones[rule.zone]
         score = sum(graded[d] / 3.0 for d in hits) * boost * factor / rule.priority
         head_conf = max(float(h.confidence) for d in hits if (h := heads[d]) is not None)
         confidence = min(1.0, max(0.0, rule.confidence * (0.5 + 0.5 * head_conf) * factor))

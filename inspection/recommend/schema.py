@@ -29,6 +29,9 @@ DEFECTS = ("porosity", "spatter")
 PATTERNS = ("any", "start_end", "whole_seam")
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when libyaml is present
+
+
 class ExpertDBError(ValueError):
     """The expert database file is missing or invalid; the message names the file and field."""
 
@@ -199,7 +202,8 @@ class Rule(_Frozen):
     ``priority`` 1 is tried first; ``confidence`` in (0, 1] is the author's prior that the remedy
     helps when the rule applies. ``pattern``: ``start_end`` rules apply only when pores cluster at
     the seam ends; ``whole_seam`` rules apply unless they do (boosted when pores run along the
-    whole seam); ``any`` always applies.
+    whole seam); ``any`` always applies. ``zone`` (``start`` or ``end``, start_end rules only) says
+    which end the remedy addresses; such a rule is skipped when no pore sits at that end.
     """
 
     id: str
@@ -207,6 +211,7 @@ class Rule(_Frozen):
     processes: tuple[str, ...] = (ANY,)
     materials: tuple[str, ...] = (ANY,)
     pattern: Literal["any", "start_end", "whole_seam"] = "any"
+    zone: Literal["start", "end"] | None = None
     min_grade: int = Field(1, ge=1, le=3)
     when: tuple[Condition, ...] = ()
     cause: str
@@ -223,6 +228,9 @@ class Rule(_Frozen):
     def _one_remedy(self) -> Rule:
         if (self.change is None) == (self.action is None):
             msg = f"rule {self.id}: give exactly one of change or action"
+            raise ValueError(msg)
+        if self.zone is not None and self.pattern != "start_end":
+            msg = f"rule {self.id}: zone (start/end) only applies to pattern start_end"
             raise ValueError(msg)
         return self
 
@@ -394,7 +402,7 @@ def _default_db() -> ExpertDB:
 
 def _read(path: Path) -> ExpertDB:
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
     except FileNotFoundError as exc:
         msg = f"expert database file {path} does not exist"
         raise ExpertDBError(msg) from exc

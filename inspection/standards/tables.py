@@ -27,6 +27,9 @@ DEFAULT_TABLES_PATH = Path(__file__).with_name("iso_limits.yaml")
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when libyaml is present
+
+
 class TablesError(ValueError):
     """A limit-table file is missing or invalid; the message names the file and field."""
 
@@ -265,7 +268,7 @@ def _default_tables() -> LimitTables:
 
 def _read(path: Path) -> LimitTables:
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
     except FileNotFoundError as exc:
         msg = f"limit tables file {path} does not exist"
         raise TablesError(msg) from exc

@@ -153,7 +153,7 @@ def test_parse_label_map(items: list[str], ok: bool) -> None:
     if ok:
         assert parse_label_map(items) == {"pore": "porosity", "deposit": "other"}
     else:
-        with pytest.raises(ValueError, match="pore|SOURCE=TARGET"):
+        with pytest.raises(ValueError, match=r"pore|SOURCE=TARGET"):
             parse_label_map(items)
 
 

@@ -104,7 +104,7 @@ def make_result(
         operator_id="op-7",
         part_id=part,
         seam_id="S1",
-        params=dict(params or {"power_w": 2000.0, "speed_mm_s": 30.0}),
+        params=dict(params or {"laser_power_w": 1500.0, "speed_mm_s": 25.0}),
     )
     return InspectionResult(
         image_sha256=hashlib.sha256(image).hexdigest(),
@@ -147,7 +147,7 @@ def make_ledger(store: Store, station: str = "st-1", clock: StepClock | None = N
     return Ledger(store, Signer.generate(station), clock=clock or StepClock())
 
 
-WINDOW = {"power_w": (1800.0, 2200.0), "speed_mm_s": (25.0, 35.0)}
+WINDOW = {"laser_power_w": (900.0, 2000.0), "speed_mm_s": (10.0, 40.0)}
 """The fake expert-database window used by :func:`window_compliance`."""
 
 
@@ -179,7 +179,12 @@ def build_history(
     for i in range(n):
         frac = i / max(n - 1, 1)
         outside = i in (6, 19)
-        params = {"power_w": 2350.0 if outside else float(round(rng.normal(2000, 60))), "speed_mm_s": 30.0}
+        params = {
+            "laser_power_w": 2300.0 if outside else float(round(rng.normal(1500, 80))),
+            "speed_mm_s": 25.0,
+            "gas_flow_l_min": 20.0,
+            "gas_type": "argon",
+        }
         p_defect = 0.05 + 0.8 * max(0.0, frac - 0.6) / 0.4
         porosity = (
             int(rng.choice([2, 3])) if (outside or rng.random() < p_defect) else int(rng.integers(0, 2))
@@ -199,3 +204,20 @@ def build_history(
                   comment="confirmed: pore cluster at seam start")  # fmt: skip
     record_review(store, ledger, inspection_id=ids[3], reviewer="q.lee", porosity_grade=1, spatter_grade=0)
     return ids
+
+
+def append_worker(args: tuple[str, str, int, int]) -> int:
+    """Process entry point for the concurrency test: open the store at ``url`` and record ``n``
+    inspections with a fresh station key. Returns how many were recorded."""
+    from inspection.evidence.ledger import record_inspection
+
+    url, images, worker, n = args
+    store = Store.open(url, Path(images))
+    ledger = Ledger(store, Signer.generate(f"st-{worker}"))
+    try:
+        for i in range(n):
+            img = png_bytes(100_000 * (worker + 1) + i)
+            record_inspection(store, ledger, make_result(img, station=f"st-{worker}"), img, config_sha256=CONFIG_SHA)
+    finally:
+        store.close()
+    return n

@@ -16,8 +16,13 @@ PROCESSES = ("laser_wobble", "mig_mag", "tig")
 MATERIALS = ("stainless", "carbon_steel", "aluminium", "galvanised")
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_RAW: dict[str, Any] = yaml.load(DEFAULT_DB_PATH.read_text(encoding="utf-8"), Loader=_LOADER)
+
+
 def _raw() -> dict[str, Any]:
-    return yaml.safe_load(DEFAULT_DB_PATH.read_text(encoding="utf-8"))
+    return copy.deepcopy(_RAW)
 
 
 def test_packaged_db_loads_with_a_version() -> None:
@@ -95,10 +100,10 @@ BROKEN = [
 
 @pytest.mark.parametrize(("mutate", "field"), BROKEN)
 def test_broken_db_names_file_and_field(tmp_path: Path, mutate: Any, field: str) -> None:
-    data = copy.deepcopy(_raw())
+    data = _raw()
     mutate(data)
     path = tmp_path / "expert_db.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.dump(data, Dumper=_DUMPER, sort_keys=False), encoding="utf-8")
     with pytest.raises(ExpertDBError) as err:
         load_expert_db(path)
     assert str(path) in str(err.value)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
 from inspection.recommend import (
     InvalidParameters,
     MissingParameters,
+    Recommendation,
     check_compliance,
     load_expert_db,
     recommend,
@@ -49,8 +52,8 @@ TIG = {
 
 
 def _advise(
-    process: str, material: str, params: dict[str, float | str], porosity: int, spatter: int, **kw: object
-):
+    process: str, material: str, params: Mapping[str, float | str], porosity: int, spatter: int, **kw: Any
+) -> Recommendation:
     found = pores(ALONG_WHOLE_SEAM) if porosity else ()
     return recommend(
         result(porosity, spatter, found), params, process=process, material=material, thickness_mm=2.5, **kw
@@ -281,3 +284,21 @@ def test_check_compliance_kinds() -> None:
     }
     inside = {name: (r.min + r.max) / 2 for name, r in window.ranges.items()} | {"gas_type": "argon"}
     assert check_compliance(inside, window) == []
+
+
+@pytest.mark.parametrize(
+    ("positions", "expected", "absent"),
+    [
+        ((0.9, 0.93, 0.97), {"LW-RAMP-DOWN", "LW-POSTFLOW"}, {"LW-RAMP-UP", "LW-PREFLOW"}),
+        ((0.01, 0.04, 0.08), {"LW-RAMP-UP", "LW-PREFLOW"}, {"LW-RAMP-DOWN", "LW-POSTFLOW"}),
+    ],
+)
+def test_end_zone_rules_follow_the_end_with_pores(
+    positions: tuple[float, ...], expected: set[str], absent: set[str]
+) -> None:
+    rec = recommend(
+        result(2, 0, pores(positions)), LASER_PARAMS, process="laser", material="stainless", thickness_mm=2.0
+    )
+    ids = {i.rule_id for i in rec.items + rec.alternatives}
+    assert expected <= ids and not ids & absent
+    assert rec.items[0].rule_id in expected

@@ -1,0 +1,164 @@
+"""The FastAPI application: ``create_app(settings)``; the model is loaded once, in the lifespan.
+
+Nothing heavy happens at import or in :func:`create_app`: the lifespan handler opens the store
+(migrating it), loads the evidence signing key and the model, and closes the store at shutdown,
+after uvicorn has finished the requests in flight (SIGTERM: stop accepting, drain, then exit).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from inspection import __version__
+from inspection.config import AppConfig
+from inspection.evidence.ledger import Ledger
+from inspection.service.auth import AuthError, ForbiddenError
+from inspection.service.metrics import Metrics
+from inspection.service.recorder import Recorder
+from inspection.service.settings import ServiceSettings
+from inspection.store import Store
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_PATH = "/v1/inspections"
+MULTIPART_OVERHEAD = 64 * 1024
+"""Bytes allowed on top of ``max_upload_bytes`` for the multipart envelope and the metadata field."""
+
+DESCRIPTION = """\
+Weld-seam inspection station service: upload a photo of a seam with its metadata, get porosity and
+spatter grades, standards verdicts, parameter advice and the signed evidence record it was committed
+with. Every endpoint except `/healthz` and `/readyz` needs an API key (`Authorization: Bearer <key>`
+or `X-API-Key: <key>`): missing or wrong -> 401, wrong role -> 403. Roles: `station` (submit and
+read its own inspections), `auditor` (read all, trends, claim-bundle export), `admin` (everything,
+keys). See docs/service.md.
+"""
+
+
+@dataclass
+class ServiceState:
+    """What the lifespan handler built: the store and the recorder (model + ledger)."""
+
+    settings: ServiceSettings
+    store: Store
+    recorder: Recorder
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def service_app_config(settings: ServiceSettings) -> AppConfig:
+    """``settings.app_config`` with the ingest limits set to the service's upload limits."""
+    cfg = settings.app_config
+    ingest = cfg.ingest.model_copy(
+        update={"max_pixels": settings.max_pixels, "max_bytes": settings.max_upload_bytes}
+    )
+    return cfg.model_copy(update={"ingest": ingest})
+
+
+def start_state(settings: ServiceSettings, metrics: Metrics) -> ServiceState:
+    """Open the store, load the signing key and the model (blocking; seconds)."""
+    from inspection.evidence.keys import load_signer
+    from inspection.pipeline import Inspector
+
+    signer = load_signer(
+        settings.keys_dir, key_id=settings.signing_key_id, station_id=settings.signing_station
+    )
+    store = Store.open(settings.db_url, settings.images_dir)
+    try:
+        inspector = Inspector.from_artifact(
+            settings.model_dir, config=service_app_config(settings), threads=settings.threads
+        )
+    except Exception:
+        store.close()
+        raise
+    recorder = Recorder(
+        inspector,
+        store,
+        Ledger(store, signer),
+        slots=settings.inference_slots,
+        on_inference=metrics.inference,
+    )
+    logger.info(
+        "service ready: model %s %s, store %s, signing key %s",
+        inspector.grader.info.name,
+        inspector.grader.info.version,
+        store.url,
+        signer.key_id,
+    )
+    return ServiceState(settings, store, recorder)
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    """The service application for ``settings`` (the model loads when the app starts)."""
+    from inspection.service import routes
+
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = await run_in_threadpool(start_state, settings, metrics)
+        app.state.service = state
+        try:
+            yield
+        finally:
+            app.state.service = None
+            state.close()
+            logger.info("service stopped; store closed")
+
+    app = FastAPI(
+        title="weldinspect station service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.service = None
+    app.include_router(routes.router)
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(_request: Request, exc: AuthError) -> Response:
+        return JSONResponse(
+            {"detail": str(exc), "code": "unauthorized"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    @app.exception_handler(ForbiddenError)
+    async def _forbidden(_request: Request, exc: ForbiddenError) -> Response:
+        return JSONResponse({"detail": str(exc), "code": "forbidden"}, status_code=403)
+
+    @app.middleware("http")
+    async def _limit_and_count(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = _too_large(request, settings.max_upload_bytes) or await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", None) or "<unmatched>"
+        metrics.request(request.method, template, response.status_code)
+        return response
+
+    return app
+
+
+def _too_large(request: Request, max_upload_bytes: int) -> Response | None:
+    """A 413 answer when an upload's declared Content-Length is over the limit (before parsing it)."""
+    if request.method != "POST" or request.url.path != UPLOAD_PATH:
+        return None
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        return None
+    if int(declared) > max_upload_bytes + MULTIPART_OVERHEAD:
+        detail = (
+            f"request body of {int(declared)} bytes is too large; images may have at most "
+            f"{max_upload_bytes} bytes (max_upload_bytes)"
+        )
+        return JSONResponse({"detail": detail, "code": "too_large"}, status_code=413)
+    return None
