@@ -36,6 +36,7 @@ logger = logging.getLogger("measure_seam_coverage")
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 PORE_LABEL = "Surface_pores"
+WHOLE_IMAGE = 0.98  # strip area fraction from which a strip counts as "the whole image"
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,9 @@ def evaluate_photo(row: dict[str, Any], image: Image, pre: Preprocessed, min_ins
     )
 
 
-def summarise(results: list[PhotoResult]) -> list[tuple[str, int, int, float, float, float]]:
-    """Rows (group, photos with pores, covered, coverage, mean area fraction, mean score)."""
+def summarise(results: list[PhotoResult]) -> list[tuple[str, int, int, float, float, float, float]]:
+    """Rows (group, photos with pores, covered, coverage, mean area fraction, mean score,
+    share of photos whose strip is (nearly) the whole image)."""
     groups: dict[str, list[PhotoResult]] = defaultdict(list)
     for r in results:
         groups[r.group if r.group in ("weld00", "weld01", "weld04") else "one-off"].append(r)
@@ -115,6 +117,7 @@ def summarise(results: list[PhotoResult]) -> list[tuple[str, int, int, float, fl
                 cov,
                 statistics.fmean(r.area_fraction for r in rs),
                 statistics.fmean(r.score for r in rs),
+                statistics.fmean(r.area_fraction >= WHOLE_IMAGE for r in rs),
             )
         )
     return out
@@ -141,16 +144,14 @@ def contact_sheet(items: list[tuple[Image, Preprocessed, list[Box], str]], path:
         for b in boxes:
             sb = pre.strip.box_to_strip(b)
             cv2.rectangle(strip, (int(sb.x0), int(sb.y0)), (int(sb.x1), int(sb.y1)), (255, 0, 0), 2)
-        sh = thumb // 2
+        sh = min(thumb, pre.strip.height)
         sw = max(1, round(strip.shape[1] * sh / strip.shape[0]))
-        strip = np.asarray(
-            cv2.resize(strip, (min(sw, 2 * thumb), sh), interpolation=cv2.INTER_AREA), np.uint8
-        )
+        strip = np.asarray(cv2.resize(strip, (sw, sh), interpolation=cv2.INTER_AREA), np.uint8)
+        strip = strip[:, : 2 * thumb - 8]  # a strip longer than the panel is cut at its right end
         canvas = np.full((thumb, 3 * thumb, 3), 32, np.uint8)
         canvas[:, :thumb] = drawn
-        canvas[(thumb - sh) // 2 : (thumb - sh) // 2 + sh, thumb + 4 : thumb + 4 + strip.shape[1]] = strip[
-            :, : 2 * thumb - 4
-        ]
+        top = (thumb - sh) // 2
+        canvas[top : top + sh, thumb + 4 : thumb + 4 + strip.shape[1]] = strip
         rows.append(canvas)
     half = (len(rows) + 1) // 2
     left, right = rows[:half], rows[half:]
@@ -185,11 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     results: list[PhotoResult] = []
     kept: list[tuple[Image, Preprocessed, list[Box], str]] = []
     times: list[float] = []
+    cpu_times: list[float] = []
     for row in rows:
         image = read_rgb(porosity / str(row["image"]))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         pre = preprocess(image, cfg)
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.thread_time() - c0)
         res = evaluate_photo(row, image, pre, args.min_inside)
         results.append(res)
         boxes = pore_boxes(row)
@@ -203,14 +206,22 @@ def main(argv: list[str] | None = None) -> int:
         f"criterion: a pore box is inside when >= {args.min_inside:.0%} of its area lies in the strip region"
     )
     print(
-        "| group | photos with pores | all pores inside | coverage | mean strip area / image | mean score |"
+        "| group | photos | with pores | all pores inside | coverage | mean strip area / image "
+        "| whole-image strips | mean seam score |"
     )
-    print("|---|---|---|---|---|---|")
-    for g, n, c, cov, area, score in summarise(results):
-        print(f"| {g} | {n} | {c} | {cov:.1%} | {area:.2f} | {score:.2f} |")
-    ms = sorted(t * 1000 for t in times)
-    median, p90 = ms[len(ms) // 2], ms[int(0.9 * len(ms))]
-    print(f"preprocess time per 800x800 image (1 OpenCV thread): median {median:.1f} ms, p90 {p90:.1f} ms")
+    print("|---|---|---|---|---|---|---|---|")
+    counts: dict[str, int] = defaultdict(int)
+    for r in results:
+        counts[r.group if r.group in ("weld00", "weld01", "weld04") else "one-off"] += 1
+    counts["ALL"] = len(results)
+    for g, n, c, cov, area, score, whole in summarise(results):
+        print(f"| {g} | {counts[g]} | {n} | {c} | {cov:.1%} | {area:.2f} | {whole:.0%} | {score:.2f} |")
+    for name, values in (("CPU (thread) time", cpu_times), ("wall time", times)):
+        ms = sorted(t * 1000 for t in values)
+        median, p90 = ms[len(ms) // 2], ms[int(0.9 * len(ms))]
+        print(
+            f"preprocess {name} per 800x800 image, 1 OpenCV thread: median {median:.1f} ms, p90 {p90:.1f} ms"
+        )
 
     unl = args.data / "weld-photos-unlabelled" / "images"
     if unl.is_dir():

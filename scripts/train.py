@@ -1,6 +1,6 @@
 """Train the weld grader from a YAML config (thin wrapper: parse args, call the training package).
 
-    .venv/bin/python scripts/train.py --config scripts/configs/lowo.yaml [--resume]
+.venv/bin/python scripts/train.py --config scripts/configs/lowo.yaml [--resume]
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True, help="training config YAML")
     parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoints")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=YAML", help="override a top-level key")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=YAML", help="override a top-level key"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

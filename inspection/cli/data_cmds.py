@@ -239,6 +239,29 @@ def groups_cmd(
         titles = [(records[ok_idx[i]].group or "") if records else ok_paths[i].stem[:12] for i in idx]
         sheet = contact_sheet(imgs, thumb=96, columns=8, titles=titles)
         cv2.imwrite(str(sheet_dir / f"group{rename[g]:03d}.jpg"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    if records is not None and "ari_vs_manifest_groups" in doc:
+        # photos the manifest puts in different groups but the matcher joined: show the evidence
+        cross = sorted(
+            (e for e in result.edges if records[ok_idx[e[0]]].group != records[ok_idx[e[1]]].group),
+            key=lambda e: -e[2],
+        )
+        doc["cross_group_edges"] = [
+            {"a": ok_paths[i].name, "b": ok_paths[j].name, "inliers": n} for i, j, n in cross
+        ]
+        out_path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        shown, pairs = set(), []
+        for i, j, n in cross:
+            if (records[ok_idx[i]].group, records[ok_idx[j]].group) in shown:
+                continue
+            shown.add((records[ok_idx[i]].group, records[ok_idx[j]].group))
+            pairs.append((i, j, n))
+        if pairs:
+            imgs, titles = [], []
+            for i, j, n in pairs[:8]:
+                imgs += [read_image(ok_paths[i]), read_image(ok_paths[j])]
+                titles += [f"{records[ok_idx[i]].group} {n} inl", f"{records[ok_idx[j]].group}"]
+            sheet = contact_sheet(imgs, thumb=160, columns=4, titles=titles)
+            cv2.imwrite(str(sheet_dir / "cross_group_pairs.jpg"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     typer.echo(
         f"{len(ok_paths)} photos -> {result.n_groups} groups; {result.pairs_checked} pairs verified; "
         f"features {t_feat:.1f} s, total {elapsed:.1f} s"
@@ -315,7 +338,7 @@ def spatter_sheet_cmd(
     out: Path = typer.Option(Path("spatter_realism.jpg"), "--out", help="Output JPEG."),
     n: int = typer.Option(4, "--n", help="Number of photos (1-8)."),
     seed: int = typer.Option(0, "--seed", help="Seed for photo choice and compositing."),
-    droplets: int = typer.Option(35, "--droplets", help="Droplets per photo (whole photo)."),
+    droplets: int = typer.Option(60, "--droplets", help="Droplets per photo (whole photo)."),
     bead_mm: float = typer.Option(8.0, "--bead-mm", help="Assumed bead width in mm (sets mm_per_px)."),
     real: list[str] = typer.Option(
         [], "--real", help="PATH:x,y,size crop of a real photo WITH spatter, shown for comparison (repeatable)."

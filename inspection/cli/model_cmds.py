@@ -100,6 +100,38 @@ def model_export_onnx(
             raise typer.Exit(code=1)
 
 
+# --- `weldinspect train` (training engineer) ------------------------------------------------------
+
+
+def train(
+    config: Path = typer.Option(..., "--config", help="Training config YAML (see scripts/configs/)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run's last checkpoints."),
+) -> None:
+    """Train the grader: leave-one-weld-out validation (mode lowo) or the shipped model (mode final)."""
+    import json
+    import shlex
+
+    from inspection.config import ConfigError
+    from inspection.train.cache import DataMissingError
+    from inspection.train.config import load_train_config
+    from inspection.train.final import CalibrationMissingError
+    from inspection.train.run import run_training
+
+    try:
+        cfg = load_train_config(config)
+    except ConfigError as exc:
+        typer.echo(f"weldinspect train: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    command = shlex.join(["weldinspect", "train", "--config", str(config), *(["--resume"] if resume else [])])
+    try:
+        summary = run_training(cfg, resume=resume, command=command)
+    except (DataMissingError, CalibrationMissingError) as exc:
+        typer.echo(f"weldinspect train: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(json.dumps({k: summary[k] for k in ("average", "artifact") if k in summary}, indent=2))
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
     app.add_typer(model_app, name="model")
+    app.command("train")(train)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -240,91 +241,112 @@ def _droplet_box(d: _Droplet, h: int, w: int) -> Box:
     return Box(x0, y0, max(x0, x1), max(y0, y1), label=SPATTER_LABEL)
 
 
-def _render(
-    d: _Droplet,
-    alpha: FloatArray,
-    color: FloatArray,
-    shade: FloatArray,
-    light: tuple[float, float, float],
-    local_rgb: npt.NDArray[np.float32],
-    rng: np.random.Generator,
-) -> tuple[float, float, float, float] | None:
-    """Draw one droplet into the region layers (in place; the layers are private scratch).
+@dataclass(frozen=True)
+class _Patches:
+    """Rendered droplets of one size bucket: (N, P, P) layers at integer origins (x0, y0)."""
 
-    ``alpha``/``shade`` are (h, w) float32, ``color`` (h, w, 3) premultiplied float32 0..255;
-    ``local_rgb`` (3,) is the mean surface colour where the droplet lands (0..255).
-    Returns the droplet's visible extent (pixels with coverage >= 0.5) as (x0, y0, x1, y1) in
-    region pixels, or None when nothing is visible.
+    x0: npt.NDArray[np.int64]
+    y0: npt.NDArray[np.int64]
+    alpha: FloatArray  # body coverage 0..1
+    rgb: FloatArray  # (N, P, P, 3) colour 0..255 (not premultiplied)
+    shadow: FloatArray  # contact-shadow strength 0..1
+    extent: npt.NDArray[np.float64]  # (N, 4) visible body extent (x0, y0, x1, y1), NaN if none
+
+
+def _render_batch(
+    drops: Sequence[_Droplet],
+    local_rgb: FloatArray,
+    light: tuple[float, float, float],
+    rng: np.random.Generator,
+    size: int,
+) -> _Patches:
+    """Render droplets (all with patch size ``size``) at once; ``local_rgb`` (N, 3) surface colours.
+
+    Vectorised over droplets: every array is (N, P, P) so a handful of numpy calls render all of
+    them (the per-droplet Python cost dominates otherwise).
     """
-    h, w = alpha.shape
-    r = max(d.rx, d.ry)
-    lx, ly, lz = light
-    pad = 1.6 * r + 2.0
-    x0, x1 = max(0, int(d.cx - pad)), min(w, math.ceil(d.cx + pad) + 1)
-    y0, y1 = max(0, int(d.cy - pad)), min(h, math.ceil(d.cy + pad) + 1)
-    if x1 <= x0 or y1 <= y0:
-        return None
-    mx, mn = np.maximum, np.minimum
-    xs = np.arange(x0, x1, dtype=np.float32) + np.float32(0.5 - d.cx)
-    ys = (np.arange(y0, y1, dtype=np.float32) + np.float32(0.5 - d.cy))[:, None]
-    c, s = math.cos(d.theta), math.sin(d.theta)
-    ex = (xs * np.float32(c / d.rx)) + (ys * np.float32(s / d.rx))
-    ey = (xs * np.float32(-s / d.ry)) + (ys * np.float32(c / d.ry))
+    n = len(drops)
+    f32 = np.float32
+
+    def col(values: Iterable[float]) -> FloatArray:
+        return np.fromiter(values, dtype=np.float32, count=n)[:, None, None]
+
+    cx, cy = col(d.cx for d in drops), col(d.cy for d in drops)
+    half = size // 2
+    x0 = np.floor(cx[:, 0, 0]).astype(np.int64) - half
+    y0 = np.floor(cy[:, 0, 0]).astype(np.int64) - half
+    grid = np.arange(size, dtype=np.float32) + f32(0.5)
+    xs = (x0[:, None, None].astype(np.float32) + grid[None, None, :]) - cx  # (N, 1, P)
+    ys = (y0[:, None, None].astype(np.float32) + grid[None, :, None]) - cy  # (N, P, 1)
+    rx, ry = col(d.rx for d in drops), col(d.ry for d in drops)
+    theta = col(d.theta for d in drops)
+    c, s = np.cos(theta), np.sin(theta)
+    ex = (xs * c + ys * s) / rx
+    ey = (ys * c - xs * s) / ry
     rho2 = ex * ex + ey * ey
     rho = np.sqrt(rho2)
     # irregular outline: low-order angular harmonics of the radius
-    c2, s2, c3, s3 = d.wobble
-    inv = 1.0 / (rho + np.float32(1e-3))
+    wob = np.array([d.wobble for d in drops], np.float32)[:, :, None, None]
+    inv = 1.0 / (rho + f32(1e-3))
     ux, uy = ex * inv, ey * inv
-    edge = 1.0 + (ux * ux - uy * uy) * np.float32(c2) + (2.0 * ux * uy) * np.float32(s2)
-    edge += ux * (ux * ux - 3.0 * uy * uy) * np.float32(c3) + uy * (3.0 * ux * ux - uy * uy) * np.float32(s3)
-    a_body = mn(mx((edge - rho) * np.float32(min(d.rx, d.ry)) + np.float32(0.5), 0.0), 1.0)
+    edge = 1.0 + (ux * ux - uy * uy) * wob[:, 0] + (2.0 * ux * uy) * wob[:, 1]
+    edge += ux * (ux * ux - 3.0 * uy * uy) * wob[:, 2] + uy * (3.0 * ux * ux - uy * uy) * wob[:, 3]
+    a_body = np.clip((edge - rho) * np.minimum(rx, ry) + f32(0.5), 0.0, 1.0)
+    r = np.maximum(rx, ry)
+    lx, ly, lz = light
+    fused = col(1.0 if d.fused else 0.0 for d in drops)
     # contact shadow: a soft disc offset away from the light
-    sx = xs + np.float32(lx * 0.45 * r)
-    sy = ys + np.float32(ly * 0.45 * r)
-    t = mx(1.0 - np.sqrt(sx * sx + sy * sy) * np.float32(1.0 / (1.25 * r + 0.8)), 0.0)
-    a_shadow = t * (2.0 - t) * np.float32(0.25 if d.fused else 0.55)
-    if d.fused:
-        ax, ay = d.across
-        f = mn(mx((xs * np.float32(ax / r) + ys * np.float32(ay / r) + 0.9) * np.float32(1 / 1.1), 0.0), 1.0)
-        a_body = a_body * (f * f * (3.0 - 2.0 * f))
-    # surface normal of a (possibly flattened) ellipsoid, dotted with the light in the droplet frame
-    nz2 = mx(1.0 - rho2, 0.0)
+    sx, sy = xs + f32(lx * 0.45) * r, ys + f32(ly * 0.45) * r
+    t = np.maximum(1.0 - np.sqrt(sx * sx + sy * sy) / (1.25 * r + f32(0.8)), 0.0)
+    shadow = t * (2.0 - t) * (0.55 - 0.3 * fused)
+    if fused.any():  # the bead-side half merges into the bead toe
+        ax, ay = col(d.across[0] for d in drops), col(d.across[1] for d in drops)
+        fade = np.clip(((xs * ax + ys * ay) / r + 0.9) / 1.1, 0.0, 1.0)
+        fade = fade * fade * (3.0 - 2.0 * fade)
+        a_body = a_body * np.where(fused > 0, fade, f32(1.0))
+    # shading: surface normal of a (possibly flattened) ellipsoid, light in the droplet frame
+    nz2 = np.maximum(1.0 - rho2, 0.0)
     nz = np.sqrt(nz2)
-    p = np.float32(d.profile)
-    inv_norm = 1.0 / (np.sqrt(p * p * rho2 + nz2) + np.float32(1e-6))
-    lxr, lyr = c * lx + s * ly, -s * lx + c * ly
-    ndotl = mx((ex * np.float32(p * lxr) + ey * np.float32(p * lyr) + nz * np.float32(lz)) * inv_norm, 0.0)
-    hx, hy, hz = lxr, lyr, lz + 1.0
-    hn = math.sqrt(hx * hx + hy * hy + hz * hz)
-    ndoth = mx(
-        (ex * np.float32(p * hx / hn) + ey * np.float32(p * hy / hn) + nz * np.float32(hz / hn)) * inv_norm,
-        0.0,
-    )
-    sphere = d.profile >= 0.9
+    prof = col(d.profile for d in drops)
+    inv_norm = 1.0 / (np.sqrt(prof * prof * rho2 + nz2) + f32(1e-6))
+    lxr, lyr = c * f32(lx) + s * f32(ly), c * f32(ly) - s * f32(lx)
+    ndotl = np.maximum((ex * prof * lxr + ey * prof * lyr + nz * f32(lz)) * inv_norm, 0.0)
+    hn = math.sqrt(lx * lx + ly * ly + (lz + 1.0) ** 2)
+    ndoth = np.maximum((ex * prof * lxr + ey * prof * lyr + nz * f32(lz + 1.0)) * inv_norm / f32(hn), 0.0)
+    sphere = prof >= 0.9
     n2 = ndoth * ndoth
     n8 = n2 * n2
     n8 = n8 * n8
-    sharp = n8 * n8 * n8 if sphere else n8  # ~ndoth^24 (small sharp highlight) or ^8 (splat)
-    lum = float(local_rgb.mean())
-    spec = sharp * np.float32(d.gloss * (1.0 if sphere else 0.5) * min(255.0, max(170.0, 1.6 * lum)))
+    sharp = np.where(sphere, n8 * n8 * n8, n8)  # ~ndoth^24 (small sharp highlight) or ^8 (splat)
+    lum = local_rgb.mean(axis=1)[:, None, None]
+    gloss = col(d.gloss for d in drops) * np.where(sphere, f32(1.0), f32(0.5))
+    spec = sharp * gloss * np.clip(1.6 * lum, 170.0, 255.0)
+    albedo = np.array([d.albedo for d in drops], np.float32) * local_rgb  # (N, 3)
     diffuse = 0.35 + 0.8 * ndotl
-    base = np.asarray(d.albedo, np.float32) * local_rgb
-    rgb = diffuse[:, :, None] * base
-    if r > 3.0:  # oxide mottling on the larger droplets
-        mottle = cv2.GaussianBlur(rng.standard_normal(a_body.shape, dtype=np.float32), (0, 0), 0.8)
-        rgb *= (1.0 + 0.35 * mottle)[:, :, None]
-    rgb = mn(mx(rgb + spec[:, :, None], 0.0), 255.0)
-    sl = (slice(y0, y1), slice(x0, x1))
-    shade[sl] *= 1.0 - a_shadow * (1.0 - alpha[sl])
-    a3 = a_body[:, :, None]
-    color[sl] = a3 * rgb + (1.0 - a3) * color[sl]
-    alpha[sl] = a_body + (1.0 - a_body) * alpha[sl]
-    rows = np.flatnonzero((a_body >= 0.5).any(axis=1))
-    cols = np.flatnonzero((a_body >= 0.5).any(axis=0))
-    if rows.size == 0:
-        return None
-    return (float(x0 + cols[0]), float(y0 + rows[0]), float(x0 + cols[-1] + 1), float(y0 + rows[-1] + 1))
+    rgb = diffuse[..., None] * albedo[:, None, None, :]
+    big = r[:, 0, 0] > 3.0
+    if big.any():  # oxide mottling on the larger droplets
+        noise = rng.standard_normal((int(big.sum()) * size, size), dtype=np.float32)
+        mottle = cv2.GaussianBlur(noise, (0, 0), 0.8).reshape(-1, size, size)
+        rgb[big] *= (1.0 + 0.35 * mottle)[..., None]
+    rgb = np.clip(rgb + spec[..., None], 0.0, 255.0)
+    visible = a_body >= 0.5
+    rows, cols = visible.any(axis=2), visible.any(axis=1)
+    has = rows.any(axis=1)
+    first_r, last_r = rows.argmax(axis=1), size - 1 - rows[:, ::-1].argmax(axis=1)
+    first_c, last_c = cols.argmax(axis=1), size - 1 - cols[:, ::-1].argmax(axis=1)
+    extent = np.stack([x0 + first_c, y0 + first_r, x0 + last_c + 1, y0 + last_r + 1], axis=1).astype(np.float64)
+    extent[~has] = np.nan
+    return _Patches(x0, y0, a_body, rgb.astype(np.float32), shadow, extent)
+
+
+def _bucket(radius: float) -> int:
+    """Odd patch size covering a droplet and its shadow, rounded up to a few fixed sizes."""
+    need = 2 * math.ceil(1.6 * radius + 2.0) + 1
+    for size in (9, 13, 17, 25, 33, 49, 65, 97, 129):
+        if need <= size:
+            return size
+    return need | 1
 
 
 def composite_spatter(
@@ -368,44 +390,53 @@ def composite_spatter(
     elev = rng.uniform(math.radians(35), math.radians(70))
     light = (math.cos(az) * math.cos(elev), math.sin(az) * math.cos(elev), math.sin(elev))
 
-    # the affected region only (keeps whole photos cheap)
-    reach = [1.6 * max(d.rx, d.ry) + 6.0 + 3.0 * look.blur_sigma for d in droplets]
-    rx0 = max(0, int(min(d.cx - e for d, e in zip(droplets, reach, strict=True))))
-    ry0 = max(0, int(min(d.cy - e for d, e in zip(droplets, reach, strict=True))))
-    rx1 = min(w, math.ceil(max(d.cx + e for d, e in zip(droplets, reach, strict=True))))
-    ry1 = min(h, math.ceil(max(d.cy + e for d, e in zip(droplets, reach, strict=True))))
-    rh, rw = ry1 - ry0, rx1 - rx0
-    alpha = np.zeros((rh, rw), np.float32)
-    color = np.zeros((rh, rw, 3), np.float32)
-    shade = np.ones((rh, rw), np.float32)
-    boxes = []
-    for d in droplets:
-        # local brightness where the droplet lands (mean of a window ~3 diameters wide)
+    sigma = look.blur_sigma if look.blur_sigma > 0.25 else 0.0
+    pad = math.ceil(3.0 * sigma) + 1
+    # local surface colour where each droplet lands (mean of a window ~3 diameters wide)
+    local = np.empty((len(droplets), 3), np.float32)
+    for i, d in enumerate(droplets):
         k = int(3.0 * max(d.rx, d.ry)) + 3
         win = img[max(0, int(d.cy) - k) : int(d.cy) + k + 1, max(0, int(d.cx) - k) : int(d.cx) + k + 1]
-        m = cv2.mean(np.ascontiguousarray(win))
-        local = np.clip(np.array(m[:3], np.float32), 25.0, 235.0)
-        shifted = dataclasses.replace(d, cx=d.cx - rx0, cy=d.cy - ry0)
-        extent = _render(shifted, alpha, color, shade, light, local, rng)
-        if extent is None:
+        local[i] = cv2.mean(np.ascontiguousarray(win))[:3]
+    np.clip(local, 25.0, 235.0, out=local)
+    # render per patch-size bucket (vectorised), blur and add noise per bucket
+    sizes = [_bucket(max(d.rx, d.ry)) + 2 * pad for d in droplets]
+    rendered: dict[int, tuple[_Patches, FloatArray, int]] = {}  # index -> (patches, premult rgb, row)
+    for size in sorted(set(sizes)):
+        idx = [i for i, sz in enumerate(sizes) if sz == size]
+        pt = _render_batch([droplets[i] for i in idx], local[idx], light, rng, size)
+        premult = pt.rgb * pt.alpha[..., None]
+        a, sh = pt.alpha, pt.shadow
+        if sigma > 0:  # blur matched to the photo; patches stacked vertically share one call
+            n = len(idx)
+            a = cv2.GaussianBlur(a.reshape(n * size, size), (0, 0), sigma).reshape(n, size, size)
+            sh = cv2.GaussianBlur(sh.reshape(n * size, size), (0, 0), sigma).reshape(n, size, size)
+            premult = cv2.GaussianBlur(premult.reshape(n * size, size, 3), (0, 0), sigma).reshape(n, size, size, 3)
+        if look.noise_sigma > 0.2:
+            noise = rng.standard_normal(a.shape, dtype=np.float32) * np.float32(look.noise_sigma)
+            premult = premult + (noise * a)[..., None]
+        pt = dataclasses.replace(pt, alpha=a, shadow=sh)
+        rendered.update({i: (pt, premult, row) for row, i in enumerate(idx)})
+    # composite in sampling order ("over": later droplets on top), touching only each patch
+    out = img.copy()
+    boxes = []
+    for i, d in enumerate(droplets):
+        pt, premult, row = rendered[i]
+        size = pt.alpha.shape[1]
+        px, py = int(pt.x0[row]), int(pt.y0[row])
+        ax0, ay0, ax1, ay1 = max(px, 0), max(py, 0), min(px + size, w), min(py + size, h)
+        if ax1 > ax0 and ay1 > ay0:
+            psl = (row, slice(ay0 - py, ay1 - py), slice(ax0 - px, ax1 - px))
+            a = pt.alpha[psl]
+            bg = out[ay0:ay1, ax0:ax1].astype(np.float32)
+            bg *= ((1.0 - pt.shadow[psl]) * (1.0 - a))[:, :, None]
+            bg += premult[psl]
+            out[ay0:ay1, ax0:ax1] = np.clip(bg + 0.5, 0.0, 255.0).astype(np.uint8)
+        ext = pt.extent[row]
+        if np.isnan(ext[0]):
             boxes.append(_droplet_box(d, h, w))
         else:
-            ex0, ey0, ex1, ey1 = extent
-            boxes.append(Box(ex0 + rx0, ey0 + ry0, ex1 + rx0, ey1 + ry0, label=SPATTER_LABEL))
-    if look.blur_sigma > 0.25:
-        s = look.blur_sigma
-        alpha = cv2.GaussianBlur(alpha, (0, 0), s)
-        color = cv2.GaussianBlur(color, (0, 0), s)
-        shade = cv2.GaussianBlur(shade, (0, 0), s)
-    if look.noise_sigma > 0.2:
-        mask = alpha > 0.02
-        noise = rng.standard_normal(int(mask.sum()), dtype=np.float32) * np.float32(look.noise_sigma)
-        color[mask] += (noise * alpha[mask])[:, None]
-    out = img.copy()
-    region = out[ry0:ry1, rx0:rx1].astype(np.float32)
-    region *= (shade * (1.0 - alpha))[:, :, None]
-    region += color
-    region += 0.5
-    np.clip(region, 0.0, 255.0, out=region)
-    out[ry0:ry1, rx0:rx1] = region.astype(np.uint8)
+            bx0, by0 = max(0.0, float(ext[0])), max(0.0, float(ext[1]))
+            bx1, by1 = min(float(w), float(ext[2])), min(float(h), float(ext[3]))
+            boxes.append(Box(bx0, by0, max(bx0, bx1), max(by0, by1), label=SPATTER_LABEL))
     return out, tuple(boxes)

@@ -93,7 +93,8 @@ class StripSample:
             msg = f"StripSample.tiles must be uint8 (T, H, W, 3), got {self.tiles.dtype} {self.tiles.shape}"
             raise ValueError(msg)
         if len(self.tile_boxes) != self.tiles.shape[0]:
-            msg = f"StripSample.tile_boxes needs one entry per tile ({self.tiles.shape[0]}), got {len(self.tile_boxes)}"
+            n_tiles, n_boxes = self.tiles.shape[0], len(self.tile_boxes)
+            msg = f"StripSample.tile_boxes needs one entry per tile ({n_tiles}), got {n_boxes}"
             raise ValueError(msg)
         if not 0 <= self.grade < GRADE_LEVELS:
             msg = f"StripSample.grade must be in 0..{GRADE_LEVELS - 1}, got {self.grade}"
@@ -410,7 +411,8 @@ class TileDataset(Dataset[dict[str, torch.Tensor]]):
                 setter(seed + 1)
             tile = np.ascontiguousarray(self.photometric(image=tile)["image"], dtype=np.uint8)
         if tile.shape != (o.strip_height, o.tile_length, 3):
-            msg = f"transform produced a tile of shape {tile.shape}, expected {(o.strip_height, o.tile_length, 3)}"
+            want = (o.strip_height, o.tile_length, 3)
+            msg = f"transform produced a tile of shape {tile.shape}, expected {want}"
             raise ValueError(msg)
         return self._item(tile, pores, sp_boxes, sp_grade, index)
 
@@ -424,11 +426,10 @@ class TileDataset(Dataset[dict[str, torch.Tensor]]):
         if setter is not None:
             setter(seed)
         h, w = image.shape[:2]
-        clipped = np.clip(boxes, 0, [w, h, w, h]) if boxes.size else boxes
-        keep = (
-            (clipped[:, 2] - clipped[:, 0] >= 1) & (clipped[:, 3] - clipped[:, 1] >= 1) if boxes.size else []
-        )
-        clipped = clipped[keep] if boxes.size else clipped
+        clipped = np.clip(boxes, 0, [w, h, w, h]).astype(np.float32) if boxes.size else boxes
+        if clipped.size:
+            keep = (clipped[:, 2] - clipped[:, 0] >= 1) & (clipped[:, 3] - clipped[:, 1] >= 1)
+            clipped = clipped[keep]
         out = transform(image=image, bboxes=clipped.tolist(), labels=["porosity"] * len(clipped))
         return np.ascontiguousarray(out["image"], dtype=np.uint8), _boxes(np.asarray(out["bboxes"]))
 

@@ -89,53 +89,42 @@ def _problem(code: str, message: str, rec: EvidenceRecord | None = None) -> Prob
 
 
 def check_record(rec: EvidenceRecord, keys: Mapping[str, Ed25519PublicKey]) -> list[Problem]:
-    """Self-checks of one record: canonical payload, hash, envelope vs columns, signature."""
+    """Self-checks of one record, most telling first: hash, signature, then envelope vs columns."""
     out: list[Problem] = []
-    envelope: Any = None
+    actual = sha256_hex(rec.payload)
+    if actual != rec.record_hash:
+        msg = f"sha256 of the payload is {actual}, record_hash says {rec.record_hash} (payload edited)"
+        out.append(_problem("hash_mismatch", msg, rec))
+    out.extend(check_signature(rec.record_hash, rec.signature, rec.key_id, keys, rec))
     try:
         envelope = parse_json(rec.payload)
     except CanonicalError as exc:
         out.append(_problem("payload_invalid", f"payload is not valid JSON ({exc})", rec))
-    if envelope is not None:
-        if not isinstance(envelope, dict) or sorted(envelope) != sorted(ENVELOPE_FIELDS):
-            keys_found = sorted(envelope) if isinstance(envelope, dict) else type(envelope).__name__
-            out.append(
-                _problem(
-                    "payload_invalid", f"payload fields {keys_found}; expected {sorted(ENVELOPE_FIELDS)}", rec
-                )
-            )
-        else:
-            try:
-                canonical = canonical_json(envelope) == rec.payload
-            except CanonicalError:
-                canonical = False
-            if not canonical:
-                out.append(_problem("not_canonical", "payload text is not in canonical form", rec))
-            columns = {
-                "seq": rec.seq,
-                "record_id": rec.record_id,
-                "kind": rec.kind,
-                "prev_hash": rec.prev_hash,
-                "key_id": rec.key_id,
-                "created_at": rec.created_at,
-            }
-            for name, value in columns.items():
-                if envelope.get(name) != value:
-                    out.append(
-                        _problem(
-                            "field_mismatch",
-                            f"{name} is {value!r} but the signed payload says {envelope.get(name)!r}",
-                            rec,
-                        )
-                    )
-    actual = sha256_hex(rec.payload)
-    if actual != rec.record_hash:
+        return out
+    if not isinstance(envelope, dict) or sorted(envelope) != sorted(ENVELOPE_FIELDS):
+        found = sorted(envelope) if isinstance(envelope, dict) else type(envelope).__name__
         out.append(
-            _problem(
-                "hash_mismatch", f"sha256 of the payload is {actual}, record_hash says {rec.record_hash}", rec
-            )
+            _problem("payload_invalid", f"payload fields {found}; expected {sorted(ENVELOPE_FIELDS)}", rec)
         )
-    out.extend(check_signature(rec.record_hash, rec.signature, rec.key_id, keys, rec))
+        return out
+    try:
+        canonical = canonical_json(envelope) == rec.payload
+    except CanonicalError:
+        canonical = False
+    if not canonical:
+        out.append(_problem("not_canonical", "payload text is not in canonical form", rec))
+    columns = {
+        "seq": rec.seq,
+        "record_id": rec.record_id,
+        "kind": rec.kind,
+        "prev_hash": rec.prev_hash,
+        "key_id": rec.key_id,
+        "created_at": rec.created_at,
+    }
+    for name, value in columns.items():
+        if envelope.get(name) != value:
+            msg = f"{name} is {value!r} but the signed payload says {envelope.get(name)!r}"
+            out.append(_problem("field_mismatch", msg, rec))
     return out
 
 

@@ -326,6 +326,10 @@ class ExpertDB(_Frozen):
             if key == pid or key in proc.aliases:
                 return pid
         valid = sorted(self.processes) + sorted(a for p in self.processes.values() for a in p.aliases)
+        if key == "arc":
+            arc = [pid for pid in self.processes if pid != "laser_wobble"]
+            msg = f"process 'arc' is ambiguous for parameter advice: use one of {arc} (valid: {valid})"
+            raise ValueError(msg)
         msg = f"unknown process {name!r}; valid: {valid}"
         raise ValueError(msg)
 

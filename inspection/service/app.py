@@ -17,11 +17,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from inspection import __version__
-from inspection.config import AppConfig
-from inspection.evidence.ledger import Ledger
 from inspection.service.auth import AuthError, ForbiddenError
 from inspection.service.metrics import Metrics
-from inspection.service.recorder import Recorder
+from inspection.service.recorder import Recorder, open_recorder
 from inspection.service.settings import ServiceSettings
 from inspection.store import Store
 
@@ -53,46 +51,10 @@ class ServiceState:
         self.store.close()
 
 
-def service_app_config(settings: ServiceSettings) -> AppConfig:
-    """``settings.app_config`` with the ingest limits set to the service's upload limits."""
-    cfg = settings.app_config
-    ingest = cfg.ingest.model_copy(
-        update={"max_pixels": settings.max_pixels, "max_bytes": settings.max_upload_bytes}
-    )
-    return cfg.model_copy(update={"ingest": ingest})
-
-
 def start_state(settings: ServiceSettings, metrics: Metrics) -> ServiceState:
     """Open the store, load the signing key and the model (blocking; seconds)."""
-    from inspection.evidence.keys import load_signer
-    from inspection.pipeline import Inspector
-
-    signer = load_signer(
-        settings.keys_dir, key_id=settings.signing_key_id, station_id=settings.signing_station
-    )
-    store = Store.open(settings.db_url, settings.images_dir)
-    try:
-        inspector = Inspector.from_artifact(
-            settings.model_dir, config=service_app_config(settings), threads=settings.threads
-        )
-    except Exception:
-        store.close()
-        raise
-    recorder = Recorder(
-        inspector,
-        store,
-        Ledger(store, signer),
-        slots=settings.inference_slots,
-        on_inference=metrics.inference,
-    )
-    logger.info(
-        "service ready: model %s %s, store %s, signing key %s",
-        inspector.grader.info.name,
-        inspector.grader.info.version,
-        store.url,
-        signer.key_id,
-    )
-    return ServiceState(settings, store, recorder)
+    recorder = open_recorder(settings, on_inference=metrics.inference)
+    return ServiceState(settings, recorder.store, recorder)
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:

@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from inspection.config import AppConfig
 from inspection.evidence.ledger import EvidenceRecord, IdempotencyConflictError, Ledger, record_inspection
 from inspection.pipeline import Inspector, prepare, recommendation_for
+from inspection.service.settings import ServiceSettings
 from inspection.store import InspectionRecord, Store
 from inspection.types import InspectionContext, InspectionResult
 
@@ -47,6 +49,46 @@ class _TrackingLedger(Ledger):
         record = super().append_in(session, kind, data, now=now)
         self.appended += 1
         return record
+
+
+def open_recorder(settings: ServiceSettings, *, on_inference: Any = None) -> Recorder:
+    """Open the store, load the signing key and the model of ``settings`` (blocking; seconds).
+
+    Raises ``KeyFileError`` (no/ambiguous signing key), ``StoreError`` (database) or
+    ``ArtifactError`` (model), each naming what is wrong.
+    """
+    from inspection.evidence.keys import load_signer
+
+    signer = load_signer(
+        settings.keys_dir, key_id=settings.signing_key_id, station_id=settings.signing_station
+    )
+    store = Store.open(settings.db_url, settings.images_dir)
+    try:
+        inspector = Inspector.from_artifact(
+            settings.model_dir, config=service_app_config(settings), threads=settings.threads
+        )
+    except Exception:
+        store.close()
+        raise
+    logger.info(
+        "loaded model %s %s, store %s, signing key %s",
+        inspector.grader.info.name,
+        inspector.grader.info.version,
+        store.url,
+        signer.key_id,
+    )
+    return Recorder(
+        inspector, store, Ledger(store, signer), slots=settings.inference_slots, on_inference=on_inference
+    )
+
+
+def service_app_config(settings: ServiceSettings) -> AppConfig:
+    """``settings.app_config`` with the ingest limits set to the service's upload limits."""
+    cfg = settings.app_config
+    ingest = cfg.ingest.model_copy(
+        update={"max_pixels": settings.max_pixels, "max_bytes": settings.max_upload_bytes}
+    )
+    return cfg.model_copy(update={"ingest": ingest})
 
 
 class Recorder:

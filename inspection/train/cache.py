@@ -61,7 +61,10 @@ def file_sha256(path: Path) -> str:
 def scaled_config(cfg: PreprocessConfig, scale: float) -> PreprocessConfig:
     """``cfg`` with strip height and tile length multiplied by ``scale`` (same geometry, more pixels)."""
     return cfg.model_copy(
-        update={"strip_height": round(cfg.strip_height * scale), "tile_length": round(cfg.tile_length * scale)}
+        update={
+            "strip_height": round(cfg.strip_height * scale),
+            "tile_length": round(cfg.tile_length * scale),
+        }
     )
 
 
@@ -145,7 +148,9 @@ def _save(path: Path, samples: list[StripSample], scores: list[float]) -> None:
         arrays[f"tiles_{i}"] = s.tiles
         for t, tb in enumerate(s.tile_boxes):
             arrays[f"tbox_{i}_{t}"] = tb
-        meta.append({"key": s.key, "group": s.group, "grade": s.grade, "n_pores": s.n_pores, "seam": scores[i]})
+        meta.append(
+            {"key": s.key, "group": s.group, "grade": s.grade, "n_pores": s.n_pores, "seam": scores[i]}
+        )
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)  # type: ignore[arg-type]
@@ -208,7 +213,11 @@ def load_or_build_cache(
     if path.is_file():
         samples, scores = _load(path)
         log.info("loaded %d cached strips from %s", len(samples), path)
-        return samples, scores, CacheInfo(sha, key, path, report.summary(), len(samples), time.perf_counter() - t0)
+        return (
+            samples,
+            scores,
+            CacheInfo(sha, key, path, report.summary(), len(samples), time.perf_counter() - t0),
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     samples, scores = [], []
     for i, rec in enumerate(records):

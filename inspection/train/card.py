@@ -71,13 +71,15 @@ def _fold_table(lowo: dict[str, Any]) -> str:
         )
     avg = lowo.get("average", {})
     lines.append(
-        f"| **mean over folds** (defined values) | | {_f(avg.get('porosity_qwk'))} | {_f(avg.get('porosity_macro_f1'))} | "
+        f"| **mean over folds** (defined values) | | {_f(avg.get('porosity_qwk'))} | "
+        f"{_f(avg.get('porosity_macro_f1'))} | "
         f"{_f(avg.get('porosity_presence_auroc'))} | | | {_f(avg.get('spatter_qwk'))} | "
         f"{_f(avg.get('spatter_macro_f1'))} | |"
     )
     p, s = lowo["pooled_oof"]["porosity"], lowo["pooled_oof"]["spatter"]
     lines.append(
-        f"| **pooled out-of-fold** | {p['n']} | {_f(p['qwk'])} | {_f(p['macro_f1'])} | {_f(p['presence_auroc'])} | "
+        f"| **pooled out-of-fold** | {p['n']} | {_f(p['qwk'])} | {_f(p['macro_f1'])} | "
+        f"{_f(p['presence_auroc'])} | "
         f"{_f(p['false_alarm_rate'])} | {_f(p['miss_rate'])} | {_f(s['qwk'])} | {_f(s['macro_f1'])} | |"
     )
     return "\n".join(lines)
@@ -95,11 +97,20 @@ def _runs_table(runs: dict[str, dict[str, Any]]) -> str:
         avg = m.get("average", {})
         speed = m.get("speed", {})
         lines.append(
-            f"| {name} | {m.get('arch', '?')} | {', '.join(m.get('folds', []))} | {_f(avg.get('porosity_qwk'))} | "
+            f"| {name} | {m.get('arch', '?')} | {', '.join(m.get('folds', []))} | "
+            f"{_f(avg.get('porosity_qwk'))} | "
             f"{_f(avg.get('porosity_presence_auroc'))} | {_f(avg.get('porosity_macro_f1'))} | "
-            f"{_f(avg.get('spatter_qwk'))} | {_f(speed.get('torch_ms_batch1'), 1)} | {_f(m.get('minutes'), 1)} |"
+            f"{_f(avg.get('spatter_qwk'))} | {_f(speed.get('torch_ms_batch1'), 1)} | "
+            f"{_f(m.get('minutes'), 1)} |"
         )
     return "\n".join(lines)
+
+
+def _abstain_row(head: str, a: dict[str, Any]) -> str:
+    return (
+        f"| {head} | {_f(a['max_p_defect_for_zero'])} | {_f(a['min_confidence'])} | "
+        f"{_f(a['severe_missed_rate'])} ({a['n_severe']} severe) | {_f(a['review_rate'])} | {a['n']} |"
+    )
 
 
 def build_card(
@@ -178,8 +189,8 @@ without review.
 
 | head | max_p_defect_for_zero | min_confidence | severe (>=2) output as 0 unreviewed | review rate | n |
 |---|---|---|---|---|---|
-| porosity | {_f(ab_p["max_p_defect_for_zero"])} | {_f(ab_p["min_confidence"])} | {_f(ab_p["severe_missed_rate"])} ({ab_p["n_severe"]} severe) | {_f(ab_p["review_rate"])} | {ab_p["n"]} |
-| spatter | {_f(ab_s["max_p_defect_for_zero"])} | {_f(ab_s["min_confidence"])} | {_f(ab_s["severe_missed_rate"])} ({ab_s["n_severe"]} severe) | {_f(ab_s["review_rate"])} | {ab_s["n"]} |
+{_abstain_row("porosity", ab_p)}
+{_abstain_row("spatter", ab_s)}
 
 Out-of-distribution: Mahalanobis-style score of the embedding against the training photos' statistics
 (stored in `model.safetensors`); threshold = {cfg.calibration.ood_percentile:.0f}th percentile of the

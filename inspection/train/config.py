@@ -167,5 +167,6 @@ def load_train_config(path: Path, overrides: dict[str, Any] | None = None) -> Tr
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
         )
-        msg = f"invalid training config {path}: {problems} (top-level keys: {', '.join(TrainConfig.model_fields)})"
+        keys = ", ".join(TrainConfig.model_fields)
+        msg = f"invalid training config {path}: {problems} (top-level keys: {keys})"
         raise ConfigError(msg) from exc

@@ -36,7 +36,11 @@ def git_commit(repo: Path) -> str | None:
     """``git rev-parse HEAD`` of ``repo`` (read-only), or None when unavailable."""
     try:
         out = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -56,7 +60,9 @@ def load_lowo(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def measure_speed(model: torch.nn.Module, height: int, width: int, threads: int, repeats: int = 20) -> dict[str, float]:
+def measure_speed(
+    model: torch.nn.Module, height: int, width: int, threads: int, repeats: int = 20
+) -> dict[str, float]:
     """Median forward time (ms) for 1 tile and a batch of 4 tiles, torch CPU, ``threads`` threads."""
     torch.set_num_threads(threads)
     model.eval()
@@ -108,7 +114,9 @@ def run_final(
 
     # OOD statistics on the (un-augmented) training tiles
     eval_ds = TileDataset(samples, dataset_options(cfg), train=False)
-    ev = evaluate(model, DataLoader(eval_ds, batch_size=cfg.batch_size, collate_fn=collate), loss_weights(cfg))
+    ev = evaluate(
+        model, DataLoader(eval_ds, batch_size=cfg.batch_size, collate_fn=collate), loss_weights(cfg)
+    )
     stats = OodStats.fit(ev.embedding)
     model.set_ood_stats(stats)  # type: ignore[operator]
     train_scores = stats.score(ev.embedding)
@@ -128,6 +136,7 @@ def run_final(
     comparisons = load_run_summaries([cfg.resolve(Path(p)) for p in cfg.comparison_runs])
     ablations = load_run_summaries([cfg.resolve(Path(p)) for p in cfg.ablation_runs])
     flat = flat_metrics(lowo)
+    welds = sorted({s.group for s in samples if s.group in cfg.data.folds})
     config = ModelConfig(
         name=cfg.name if cfg.name == "weld-grader" else "weld-grader",
         version=cfg.version,
@@ -151,8 +160,8 @@ def run_final(
             git_commit=git_commit(cfg.resolve(Path("."))),
             command=command,
             data=(
-                f"{len(samples)} photos of weld-porosity ({', '.join(sorted({s.group for s in samples if s.group in cfg.data.folds}))}"
-                " + one-offs), manifest sha256 above; synthetic spatter composited during training"
+                f"{len(samples)} photos of weld-porosity ({', '.join(welds)} + one-offs), manifest sha256 "
+                "above; synthetic spatter composited during training"
             ),
         ),
         metrics=flat,
@@ -177,7 +186,7 @@ def run_final(
         model.eval()
         diff = float((loaded(x).porosity_logits - model(x).porosity_logits).abs().max())
     if diff > 1e-5 or info2.sha256 != model_info.sha256:
-        msg = f"artifact round trip failed: max logit difference {diff}, sha {info2.sha256} vs {model_info.sha256}"
+        msg = f"artifact round trip failed: max logit diff {diff}, sha {info2.sha256} vs {model_info.sha256}"
         raise RuntimeError(msg)
     summary["artifact"] = str(out_dir)
     summary["artifact_sha256"] = model_info.sha256

@@ -177,7 +177,15 @@ class EvalOutputs:
 def evaluate(model: torch.nn.Module, loader: Iterable[Batch], weights: LossWeights) -> EvalOutputs:
     """Run the model over ``loader`` in eval mode and collect outputs and mean losses."""
     model.eval()
-    keys = ("porosity_logits", "spatter_logits", "porosity_grade", "spatter_grade", "embedding", "heat_max", "index")
+    keys = (
+        "porosity_logits",
+        "spatter_logits",
+        "porosity_grade",
+        "spatter_grade",
+        "embedding",
+        "heat_max",
+        "index",
+    )
     parts: dict[str, list[npt.NDArray[Any]]] = {k: [] for k in keys}
     sums: dict[str, float] = {}
     batches = 0

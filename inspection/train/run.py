@@ -123,8 +123,12 @@ def make_datasets(
         cache_scale=cfg.data.cache_scale,
     )
     photo = train_photometric(cfg.augment)
-    bank = cut_pore_patches(train) if cfg.augment.transplant_prob > 0 and cfg.augment.transplant_max > 0 else []
-    train_ds = TileDataset(train, opt, train=True, geometric=geo, photometric=photo, spatter=spatter, pore_bank=bank)
+    bank = (
+        cut_pore_patches(train) if cfg.augment.transplant_prob > 0 and cfg.augment.transplant_max > 0 else []
+    )
+    train_ds = TileDataset(
+        train, opt, train=True, geometric=geo, photometric=photo, spatter=spatter, pore_bank=bank
+    )
     val_ds = TileDataset(val, opt, train=False, spatter=spatter) if val else None
     return train_ds, val_ds
 
@@ -138,13 +142,22 @@ def make_loader(ds: TileDataset, cfg: TrainConfig, epoch: int, *, balanced: bool
     n = cfg.steps_per_epoch * cfg.batch_size if cfg.steps_per_epoch else len(ds)
     if balanced:
         weights = torch.as_tensor(ds.sample_weights(), dtype=torch.double)
-        sampler: Any = WeightedRandomSampler(weights, num_samples=n, replacement=True, generator=gen)
+        sampler: Any = WeightedRandomSampler(
+            weights,  # type: ignore[arg-type]
+            num_samples=n,
+            replacement=True,
+            generator=gen,
+        )
     else:
         sampler = torch.randperm(len(ds), generator=gen).tolist()[:n]
-    return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, drop_last=len(ds) > cfg.batch_size)
+    return DataLoader(
+        ds, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, drop_last=len(ds) > cfg.batch_size
+    )
 
 
-def _optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+def _optimizer(
+    model: torch.nn.Module, cfg: TrainConfig, total_steps: int
+) -> tuple[torch.optim.Optimizer, Any]:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, min(cfg.warmup_steps, total_steps // 4))
 
@@ -210,7 +223,9 @@ def train_model(
     epoch = start_epoch
     for epoch in range(start_epoch, epochs):
         loader = make_loader(train_ds, cfg, epoch, balanced=cfg.loss.balance_porosity)
-        tr = train_one_epoch(model, loader, optimizer, weights, scheduler=scheduler, max_steps=steps_per_epoch)
+        tr = train_one_epoch(
+            model, loader, optimizer, weights, scheduler=scheduler, max_steps=steps_per_epoch
+        )
         row: dict[str, float] = {"epoch": float(epoch), **{f"train_{k}": v for k, v in tr.items()}}
         improved = False
         if val_ds is not None:
@@ -246,7 +261,9 @@ def train_model(
             log.info("%s: early stop at epoch %d (best %d)", out_dir.name, epoch, best_epoch)
             break
         if cfg.time_budget_min and (time.perf_counter() - t0) / 60.0 > cfg.time_budget_min:
-            log.warning("%s: time budget of %.1f min reached at epoch %d", out_dir.name, cfg.time_budget_min, epoch)
+            log.warning(
+                "%s: time budget of %.1f min reached at epoch %d", out_dir.name, cfg.time_budget_min, epoch
+            )
             break
     best = torch.load(out_dir / BEST, map_location="cpu", weights_only=True)
     model.load_state_dict(best["model"])
@@ -344,7 +361,9 @@ def fold_metrics(
     sp = oof["spatter_grade"][mask]
     spm = sp >= 0
     spat = head_report(sp[spm], _probs(oof["spatter_logits"][mask][spm], temps["spatter"]))
-    tile_por = head_report(oof["porosity_grade"][mask], _probs(oof["porosity_logits"][mask], temps["porosity"]))
+    tile_por = head_report(
+        oof["porosity_grade"][mask], _probs(oof["porosity_logits"][mask], temps["porosity"])
+    )
     return {"porosity": por, "spatter": spat, "porosity_tile": tile_por}
 
 
@@ -403,7 +422,7 @@ def run_lowo(cfg: TrainConfig, samples: list[StripSample], *, resume: bool = Fal
             raise RuntimeError(msg)
         val_ds = TileDataset(val, dataset_options(cfg), train=False)
         tile_sample = np.array([val_ids[val_ds.tile_index[int(k)][0]] for k in ev.index], np.int64)
-        for k, v in {
+        fold_parts: dict[str, npt.NDArray[Any]] = {
             "porosity_logits": ev.porosity_logits,
             "spatter_logits": ev.spatter_logits,
             "porosity_grade": ev.porosity_grade,
@@ -412,12 +431,15 @@ def run_lowo(cfg: TrainConfig, samples: list[StripSample], *, resume: bool = Fal
             "heat_max": ev.heat_max,
             "sample": tile_sample,
             "fold": np.array([fold] * len(tile_sample)),
-        }.items():
+        }
+        for k, v in fold_parts.items():
             parts.setdefault(k, []).append(v)
         if res.model is not None and not speed:
             from inspection.train.final import measure_speed
 
-            speed = measure_speed(res.model, cfg.preprocess.strip_height, cfg.preprocess.tile_length, cfg.threads)
+            speed = measure_speed(
+                res.model, cfg.preprocess.strip_height, cfg.preprocess.tile_length, cfg.threads
+            )
         res.model = None
     oof = {k: np.concatenate(v) for k, v in parts.items()}
     oof["image_grade_by_sample"] = np.array([s.grade for s in samples], np.int64)

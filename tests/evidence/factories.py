@@ -217,7 +217,9 @@ def append_worker(args: tuple[str, str, int, int]) -> int:
     try:
         for i in range(n):
             img = png_bytes(100_000 * (worker + 1) + i)
-            record_inspection(store, ledger, make_result(img, station=f"st-{worker}"), img, config_sha256=CONFIG_SHA)
+            record_inspection(
+                store, ledger, make_result(img, station=f"st-{worker}"), img, config_sha256=CONFIG_SHA
+            )
     finally:
         store.close()
     return n

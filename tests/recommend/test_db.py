@@ -75,6 +75,8 @@ def test_aliases_and_errors() -> None:
         db.window("tig", "stainless", 50.0)
     with pytest.raises(ValueError, match="valid"):
         db.window("oxyfuel", "stainless", 2.0)
+    with pytest.raises(ValueError, match=r"ambiguous.*mig_mag"):
+        db.window("arc", "stainless", 2.0)
 
 
 def _first_rule(d: dict[str, Any], rule_id: str) -> dict[str, Any]:
@@ -117,3 +119,11 @@ def test_unreadable_db_files(tmp_path: Path) -> None:
     bad.write_text("rules: [unclosed", encoding="utf-8")
     with pytest.raises(ExpertDBError, match="not valid YAML"):
         load_expert_db(bad)
+
+
+def test_docs_list_every_rule_and_the_version(repo_root: Path) -> None:
+    doc = (repo_root / "docs" / "recommendations.md").read_text(encoding="utf-8")
+    db = load_expert_db()
+    assert f"version {db.version}" in doc
+    undocumented = [r.id for r in db.rules if f"| {r.id} |" not in doc]
+    assert undocumented == []

@@ -77,3 +77,14 @@ def test_missing_and_non_mapping_files(tmp_path: Path) -> None:
         load_tables(tmp_path / "nope.yaml")
     with pytest.raises(TablesError, match="must hold a mapping"):
         load_tables(_write(tmp_path, [1, 2]))
+
+
+def test_docs_name_the_table_version_and_each_standard(repo_root: Path) -> None:
+    doc = (repo_root / "docs" / "standards.md").read_text(encoding="utf-8")
+    tables = load_tables()
+    assert tables.table_version in doc
+    for std in tables.standards:
+        assert std.standard in doc
+        for imp in std.imperfections:
+            if imp.unconfirmed:
+                assert f"| {std.standard} | {imp.ref}" in doc or f"| {std.standard} | (whole" in doc, imp.ref

@@ -84,7 +84,9 @@ def _record(store: Store, n: int) -> list[str]:
         img = png_bytes(i)
         serial = "A" if i % 2 == 0 else "B"
         result = make_result(img, serial=serial, porosity=i % 4, part=f"P-{i}")
-        iid, _ = record_inspection(store, ledger, result, img, config_sha256=CONFIG_SHA, idempotency_key=f"key-{i}")
+        iid, _ = record_inspection(
+            store, ledger, result, img, config_sha256=CONFIG_SHA, idempotency_key=f"key-{i}"
+        )
         ids.append(iid)
     return ids
 
@@ -94,7 +96,12 @@ def test_inspection_repository(tmp_path: Path) -> None:
     ids = _record(store, 7)
     got = store.get_inspection(ids[3])
     assert got is not None
-    assert (got.machine_serial, got.porosity_grade, got.part_id, got.idempotency_key) == ("B", 3, "P-3", "key-3")
+    assert (got.machine_serial, got.porosity_grade, got.part_id, got.idempotency_key) == (
+        "B",
+        3,
+        "P-3",
+        "key-3",
+    )
     assert got.to_result().porosity is not None and got.to_result().porosity.grade == 3
     assert got.params == {"laser_power_w": 1500.0, "speed_mm_s": 25.0}
     assert store.get_inspection("nope") is None
@@ -110,7 +117,9 @@ def test_inspection_repository(tmp_path: Path) -> None:
     bad = store.list_inspections(InspectionFilter(min_porosity_grade=2))
     assert {r.porosity_grade for r in bad.items} == {2, 3} and bad.total == 3
     t0 = everything.items[-1].created_at
-    window = store.list_inspections(InspectionFilter(since=t0 + timedelta(days=2), until=t0 + timedelta(days=4)))
+    window = store.list_inspections(
+        InspectionFilter(since=t0 + timedelta(days=2), until=t0 + timedelta(days=4))
+    )
     assert [r.id for r in window.items] == [ids[3], ids[2]]
     page = store.list_inspections(page=Page(limit=3, offset=3))
     assert [r.id for r in page.items] == ids[::-1][3:6] and page.total == 7
@@ -184,6 +193,8 @@ def test_inspection_rows_need_an_existing_image(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     img = png_bytes(1)
     with pytest.raises(IntegrityError), store.write() as s:
-        repo.add_inspection(s, make_result(img), inspection_id="x", created_at=datetime.now(UTC), evidence_seq=None)
+        repo.add_inspection(
+            s, make_result(img), inspection_id="x", created_at=datetime.now(UTC), evidence_seq=None
+        )
     with store.session() as s:
         assert s.scalar(select(func.count()).select_from(InspectionRow)) == 0

@@ -22,7 +22,9 @@ def test_migrations_match_models(pg_url: str, tmp_path: Path) -> None:
     with Store.open(pg_url, tmp_path / "images") as store:
         assert store.dialect == "postgresql"
         with store.engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+            diff = compare_metadata(
+                MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+            )
         assert diff == []
     Store.open(pg_url, tmp_path / "images").close()  # second open: already at head
 

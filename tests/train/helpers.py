@@ -22,7 +22,12 @@ def synth_samples(n: int, seed: int = 0, groups: tuple[str, ...] = ("weldA", "we
         pores = [b for b in weld.boxes if b.label == "porosity"]
         grade = sum(1 for t in (1, 2, 4) if len(pores) >= t)
         s, _ = strip_sample(
-            weld.image, pores, key=f"synth-{i}", group=groups[i % len(groups)], grade=grade, cfg=SMALL_PRE,
+            weld.image,
+            pores,
+            key=f"synth-{i}",
+            group=groups[i % len(groups)],
+            grade=grade,
+            cfg=SMALL_PRE,
             cache_scale=2.0,
         )
         out.append(s)

@@ -81,5 +81,5 @@ def test_head_report_reports_undefined_as_none() -> None:
 
 @pytest.mark.parametrize(("y_true", "y_pred"), [([0, 4], [0, 1]), ([0, 1], [0, -1])])
 def test_labels_out_of_range_are_rejected(y_true: list[int], y_pred: list[int]) -> None:
-    with pytest.raises(ValueError, match="labels must be in 0..3"):
+    with pytest.raises(ValueError, match=r"labels must be in 0\.\.3"):
         confusion_matrix(y_true, y_pred)

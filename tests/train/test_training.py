@@ -66,7 +66,9 @@ def test_lowo_then_final_artifact_round_trip(tmp_path: Path, samples: list[Strip
     assert set(summary["per_fold"]) == {"weldA", "weldB"}
     calib = json.loads((run_dir / "calibration.json").read_text())
 
-    final_cfg = _cfg(tmp_path, name="weld-grader", mode="final", calibration_from=str(run_dir), version="0.0.1")
+    final_cfg = _cfg(
+        tmp_path, name="weld-grader", mode="final", calibration_from=str(run_dir), version="0.0.1"
+    )
     from inspection.train.cache import CacheInfo
 
     info = CacheInfo("0" * 64, "k", tmp_path / "c.npz", "synthetic", len(samples), 0.0)
