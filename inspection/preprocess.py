@@ -49,6 +49,9 @@ TENSOR_SIGMA = 4.0 / 128.0
 """Structure-tensor integration scale as a fraction of the image's long side."""
 BAND_WIDTHS = (0.06, 0.12, 0.2, 0.3, 0.45)
 """Candidate bead widths for the centre-surround search, as fractions of the image's short side."""
+CENTER_PRIOR = 0.0
+"""Band responses are weighted by 1 - CENTER_PRIOR * d^2, d = band centre offset from the image
+centre over the half extent across (photos are usually framed on the weld)."""
 FLANK_WIDTH = 0.5
 """Width of each surround flank of a candidate band, as a fraction of the band width."""
 FLANK_GUARD = 0.0
@@ -395,6 +398,11 @@ def _best_bands(prof: _Profiles, widths_bins: tuple[int, ...]) -> list[_Band]:
     cc = np.concatenate([np.zeros((n_a, 1)), np.cumsum(c, axis=1)], axis=1)
     best_r = np.full(n_a, -np.inf)
     best = np.zeros((n_a, 5))
+    bins = np.arange(n_b)
+    first = np.where(prof.valid, bins, n_b).min(axis=1)
+    last = np.where(prof.valid, bins, -1).max(axis=1) + 1
+    mid = ((first + last) / 2.0)[:, None]
+    half = np.maximum((last - first) / 2.0, 1.0)[:, None]
     for w in widths_bins:
         if w >= n_b:
             continue
@@ -411,7 +419,9 @@ def _best_bands(prof: _Profiles, widths_bins: tuple[int, ...]) -> list[_Band]:
         right = np.where(right_n >= 1, (cp[:, r1] - cp[:, r0]) / np.maximum(right_n, 1e-9), np.nan)
         sur = np.maximum(left, right)  # NaN (no flank) propagates: both flanks must exist
         both = (left_n >= f / 2) & (right_n >= f / 2)
-        r = np.where((cen_n >= 0.6 * w) & both & np.isfinite(sur), cen - sur, -np.inf)
+        dist = ((s[None, :] + w / 2.0) - mid) / half  # band centre offset from the image centre, in [-1, 1]
+        prior = 1.0 - CENTER_PRIOR * np.clip(dist, -1.0, 1.0) ** 2
+        r = np.where((cen_n >= 0.6 * w) & both & np.isfinite(sur), (cen - sur) * prior, -np.inf)
         j = np.argmax(r, axis=1)
         rows = np.arange(n_a)
         rj = r[rows, j]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import statistics
 import sys
 import time
@@ -44,6 +45,9 @@ class PhotoResult:
     name: str
     group: str
     n_pores: int
+    strip_length: int
+    n_tiles: int
+    pore_sizes: tuple[float, ...]  # sqrt(w * h) of each pore box in strip pixels
     n_inside: int
     area_fraction: float
     score: float
@@ -93,6 +97,9 @@ def evaluate_photo(row: dict[str, Any], image: Image, pre: Preprocessed, min_ins
         area_fraction=clipped,
         score=pre.seam_score,
         worst_inside=min(fracs, default=1.0),
+        strip_length=pre.strip.length,
+        n_tiles=len(pre.tiles),
+        pore_sizes=tuple(math.sqrt(sb.width * sb.height) for sb in map(pre.strip.box_to_strip, boxes)),
     )
 
 
@@ -216,6 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     counts["ALL"] = len(results)
     for g, n, c, cov, area, score, whole in summarise(results):
         print(f"| {g} | {counts[g]} | {n} | {c} | {cov:.1%} | {area:.2f} | {whole:.0%} | {score:.2f} |")
+    sizes = sorted(x for r in results for x in r.pore_sizes)
+    lengths = sorted(r.strip_length for r in results)
+    tiles = statistics.fmean(r.n_tiles for r in results)
+    print(
+        f"strip length (px at strip_height {cfg.strip_height}): median {lengths[len(lengths) // 2]}, "
+        f"max {lengths[-1]}; tiles per photo: mean {tiles:.2f}; pore box size in strip px (sqrt w*h): "
+        f"p10 {sizes[len(sizes) // 10]:.1f}, median {sizes[len(sizes) // 2]:.1f}, "
+        f"p90 {sizes[9 * len(sizes) // 10]:.1f}"
+    )
     for name, values in (("CPU (thread) time", cpu_times), ("wall time", times)):
         ms = sorted(t * 1000 for t in values)
         median, p90 = ms[len(ms) // 2], ms[int(0.9 * len(ms))]
@@ -224,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     unl = args.data / "weld-photos-unlabelled" / "images"
-    if unl.is_dir():
+    if unl.is_dir() and args.unlabelled_limit != 0:
         qcfg = QualityConfig()
         files = sorted(unl.glob("*.jpg"))
         if args.unlabelled_limit is not None:

@@ -341,7 +341,9 @@ def spatter_sheet_cmd(
     droplets: int = typer.Option(60, "--droplets", help="Droplets per photo (whole photo)."),
     bead_mm: float = typer.Option(8.0, "--bead-mm", help="Assumed bead width in mm (sets mm_per_px)."),
     real: list[str] = typer.Option(
-        [], "--real", help="PATH:x,y,size crop of a real photo WITH spatter, shown for comparison (repeatable)."
+        [],
+        "--real",
+        help="PATH:x,y,size crop of a real photo WITH spatter, shown for comparison (repeatable).",
     ),
     crop: int = typer.Option(320, "--crop", help="Zoomed crop size in pixels."),
 ) -> None:
@@ -372,7 +374,7 @@ def spatter_sheet_cmd(
         comp, _ = composite_spatter(img, rng, n_droplets=droplets, seam=seam, mm_per_px=mm_per_px)
         # zoom on the bead edge, where spatter lands
         a = np.deg2rad(seam.angle_deg)
-        off = seam.width / 2.0
+        off = seam.width / 2.0 + 0.2 * crop  # mostly plate beside the bead, toe included
         cx, cy = seam.center[0] - np.sin(a) * off, seam.center[1] + np.cos(a) * off
         x0 = int(np.clip(cx - crop / 2, 0, max(0, w - crop)))
         y0 = int(np.clip(cy - crop / 2, 0, max(0, h - crop)))
@@ -400,7 +402,9 @@ def spatter_sheet_cmd(
             x, y, size = (int(v) for v in geom.split(","))
             real_img = read_image(Path(path_s))
         except (ValueError, OSError) as exc:
-            raise _fail("spatter-sheet", f"--real {spec!r}: expected PATH:x,y,size of a readable image ({exc})") from exc
+            raise _fail(
+                "spatter-sheet", f"--real {spec!r}: expected PATH:x,y,size of a readable image ({exc})"
+            ) from exc
         patch = cv2.resize(np.ascontiguousarray(real_img[y : y + size, x : x + size]), (crop, crop))
         reals.append(_label(patch, "real spatter (other set)"))
     if reals:

@@ -479,7 +479,8 @@ def read_manifest(
     Never raises on bad content (see the module doc for the problem codes); raises
     ``FileNotFoundError`` only when the manifest file itself does not exist. With
     ``check_images`` every image is opened (header only), its size checked and its bytes hashed
-    to find duplicates. Records carry ``root`` = the manifest's folder.
+    to find duplicates. Records carry ``root`` = the manifest's folder (absolute), so
+    ``record.path()`` is the image file wherever the caller runs.
     """
     path = Path(path)
     if path.is_dir():
@@ -487,7 +488,7 @@ def read_manifest(
     if not path.is_file():
         msg = f"manifest {path} does not exist (expected an annotations.jsonl file or a folder holding one)"
         raise FileNotFoundError(msg)
-    root = path.parent
+    root = path.parent.absolute()
     problems = ProblemCollector()
     records: list[ManifestRecord] = []
     seen: dict[str, str] = {}

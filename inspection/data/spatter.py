@@ -4,7 +4,8 @@ Spatter droplets are small solidified metal spheres thrown out of the weld pool.
 droplet is rendered as a shaded ellipsoid with
 
 * a realistic size: diameter mostly 0.2-1.5 mm (log-normal, median 0.45 mm), ~4 % larger ones
-  (1.5-2.4 mm), converted to pixels with ``mm_per_px`` (at least ~1.6 px across);
+  (1.5-2.4 mm), converted to pixels with ``mm_per_px``; at least ``MIN_DIAMETER_PX`` (2.5 px) across so
+  every counted droplet is visible (a camera cannot resolve smaller ones anyway);
 * oxide colours (grey, blue-grey, brown, straw, near-black, a few bright metallic ones) as
   tints of the photo's local surface colour where the droplet lands (so exposure and white
   balance match), mostly darker than the surface;
@@ -20,6 +21,11 @@ The seam region is a :class:`~inspection.types.SeamRegion`; when None a horizont
 the image centre is assumed, with a width of 45 % of the image height (the convention of the
 preprocessed seam strips). All randomness comes from the ``rng`` argument: same seed, same
 output. The input image is never modified.
+
+Realism check (``docs/spatter_realism.jpg``): ``weldinspect data spatter-sheet
+../shared/data/weld-porosity --seed 3 --out docs/spatter_realism.jpg --real PATH:x,y,size ...``
+shows real photos without / with composited spatter (zoomed beside the bead, and as model
+strips), next to crops of real spatter from ``weld-photos-unlabelled``.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ import numpy.typing as npt
 from inspection.types import Box, Image, SeamRegion, check_image
 
 SPATTER_LABEL = "spatter"
+MIN_DIAMETER_PX = 2.5
+"""Smallest rendered droplet diameter in pixels (smaller ones would be counted but invisible)."""
 DEFAULT_BAND_FRACTION = 0.45
 """Bead width as a fraction of the image height when no seam region is given."""
 
@@ -199,8 +207,8 @@ def _sample_droplets(
     rng: np.random.Generator, n: int, seam: SeamRegion, h: int, w: int, mm_per_px: float
 ) -> list[_Droplet]:
     diam = sample_droplet_diameters_mm(rng, n) / mm_per_px
-    max_d = max(1.6, 0.25 * min(h, w))
-    diam = np.clip(diam, 1.6, max_d)
+    max_d = max(MIN_DIAMETER_PX, 0.25 * min(h, w))
+    diam = np.clip(diam, MIN_DIAMETER_PX, max_d)
     aspect = np.sqrt(1.0 + rng.exponential(0.12, size=n))
     kinds = rng.choice(len(_TINTS), size=n, p=_TINT_P)
     rel = rng.uniform(_BRIGHTNESS[kinds, 0], _BRIGHTNESS[kinds, 1])[:, None]
@@ -335,9 +343,18 @@ def _render_batch(
     has = rows.any(axis=1)
     first_r, last_r = rows.argmax(axis=1), size - 1 - rows[:, ::-1].argmax(axis=1)
     first_c, last_c = cols.argmax(axis=1), size - 1 - cols[:, ::-1].argmax(axis=1)
-    extent = np.stack([x0 + first_c, y0 + first_r, x0 + last_c + 1, y0 + last_r + 1], axis=1).astype(np.float64)
+    extent = np.stack([x0 + first_c, y0 + first_r, x0 + last_c + 1, y0 + last_r + 1], axis=1).astype(
+        np.float64
+    )
     extent[~has] = np.nan
     return _Patches(x0, y0, a_body, rgb.astype(np.float32), shadow, extent)
+
+
+def _blur_stack(stack: FloatArray, sigma: float) -> FloatArray:
+    """Gaussian blur of each (P, P[, 3]) patch in an (N, P, P[, 3]) stack, in one OpenCV call."""
+    n, size = stack.shape[0], stack.shape[1]
+    flat = stack.reshape(n * size, *stack.shape[2:])
+    return np.asarray(cv2.GaussianBlur(flat, (0, 0), sigma), np.float32).reshape(stack.shape)
 
 
 def _bucket(radius: float) -> int:
@@ -408,10 +425,7 @@ def composite_spatter(
         premult = pt.rgb * pt.alpha[..., None]
         a, sh = pt.alpha, pt.shadow
         if sigma > 0:  # blur matched to the photo; patches stacked vertically share one call
-            n = len(idx)
-            a = cv2.GaussianBlur(a.reshape(n * size, size), (0, 0), sigma).reshape(n, size, size)
-            sh = cv2.GaussianBlur(sh.reshape(n * size, size), (0, 0), sigma).reshape(n, size, size)
-            premult = cv2.GaussianBlur(premult.reshape(n * size, size, 3), (0, 0), sigma).reshape(n, size, size, 3)
+            a, sh, premult = (_blur_stack(x, sigma) for x in (a, sh, premult))
         if look.noise_sigma > 0.2:
             noise = rng.standard_normal(a.shape, dtype=np.float32) * np.float32(look.noise_sigma)
             premult = premult + (noise * a)[..., None]

@@ -23,9 +23,11 @@ from inspection.evidence.keys import (
 from inspection.evidence.ledger import (
     EvidenceRecord,
     IdempotencyConflictError,
+    InspectionToRecord,
     Ledger,
     head_record,
     record_inspection,
+    record_inspections,
     record_review,
 )
 from inspection.evidence.verify import Problem, VerifyReport, verify_store
@@ -35,6 +37,7 @@ __all__ = [
     "CanonicalError",
     "EvidenceRecord",
     "IdempotencyConflictError",
+    "InspectionToRecord",
     "KeyFileError",
     "KeyInfo",
     "Ledger",
@@ -49,6 +52,7 @@ __all__ = [
     "load_public_keys",
     "load_signer",
     "record_inspection",
+    "record_inspections",
     "record_review",
     "verify_store",
 ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +33,7 @@ from inspection.evidence.canonical import GENESIS_HASH, canonical_json, parse_js
 from inspection.evidence.keys import Signer
 from inspection.store import repo
 from inspection.store.db import Store
+from inspection.store.images import PutResult
 from inspection.store.images import sha256_hex as bytes_sha256
 from inspection.store.models import EvidenceRecordRow, SigningKey, as_utc, utcnow
 from inspection.types import InspectionResult
@@ -298,6 +299,31 @@ def _check_hex64(value: str, name: str) -> None:
         raise ValueError(msg)
 
 
+@dataclass(frozen=True)
+class InspectionToRecord:
+    """One inspection to record: the result, the exact image bytes it was computed from, the model
+    config hash (sha256 of the model's ``config.json``), an optional recommendation and key."""
+
+    result: InspectionResult
+    image_bytes: bytes
+    config_sha256: str
+    recommendation: Mapping[str, Any] | None = None
+    idempotency_key: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_hex64(self.config_sha256, "config_sha256")
+        actual = bytes_sha256(self.image_bytes)
+        if actual != self.result.image_sha256:
+            msg = (
+                f"image bytes hash to {actual} but result.image_sha256 is {self.result.image_sha256}; "
+                "pass the exact bytes that were inspected"
+            )
+            raise ValueError(msg)
+        if self.idempotency_key is not None and not self.idempotency_key.strip():
+            msg = "idempotency_key must be non-empty when given"
+            raise ValueError(msg)
+
+
 def record_inspection(
     store: Store,
     ledger: Ledger,
@@ -315,54 +341,64 @@ def record_inspection(
     record are returned (:class:`IdempotencyConflictError` if that key was used for another image).
     Returns ``(inspection_id, record)``.
     """
-    _check_hex64(config_sha256, "config_sha256")
-    actual = bytes_sha256(image_bytes)
-    if actual != result.image_sha256:
-        msg = (
-            f"image bytes hash to {actual} but result.image_sha256 is {result.image_sha256}; "
-            "pass the exact bytes that were inspected"
-        )
-        raise ValueError(msg)
-    if idempotency_key is not None and not idempotency_key.strip():
-        msg = "idempotency_key must be non-empty when given"
-        raise ValueError(msg)
-    put = store.images.put(image_bytes)
-    inspection_id = str(uuid.uuid4())
+    item = InspectionToRecord(result, image_bytes, config_sha256, recommendation, idempotency_key)
+    return record_inspections(store, ledger, [item])[0]
+
+
+def record_inspections(
+    store: Store, ledger: Ledger, items: Sequence[InspectionToRecord]
+) -> list[tuple[str, EvidenceRecord]]:
+    """Record several inspections in ONE transaction (all or nothing), in order.
+
+    Much faster than one :func:`record_inspection` per image (one commit and one lock for the
+    whole batch); batch scoring should call this once per scored batch.
+    """
+    puts = [store.images.put(item.image_bytes) for item in items]
     with store.write() as session:
-        if idempotency_key is not None:
-            existing = repo.find_by_idempotency_key(session, idempotency_key)
-            if existing is not None:
-                return _replay(session, existing, idempotency_key, result.image_sha256)
-        repo.add_image(session, put, result.width, result.height)
-        now = ledger.clock()
-        ctx = result.context
-        if ctx is not None and ctx.machine_serial:
-            model = ctx.params.get("machine_model")
-            repo.upsert_machine(
-                session,
-                ctx.machine_serial,
-                firmware=ctx.firmware,
-                model=model if isinstance(model, str) else None,
-                seen_at=now,
-            )
-        data = inspection_evidence(
-            result,
-            inspection_id=inspection_id,
-            image_bytes=put.size,
-            media_type=put.media_type,
-            config_sha256=config_sha256,
-            recommendation=recommendation,
-        )
-        record = ledger.append_in(session, KIND_INSPECTION, data, now=now)
-        repo.add_inspection(
+        out = [_record_in(session, ledger, item, put) for item, put in zip(items, puts, strict=True)]
+    for inspection_id, record in out:
+        logger.debug("recorded inspection %s as evidence seq %d", inspection_id, record.seq)
+    return out
+
+
+def _record_in(
+    session: Session, ledger: Ledger, item: InspectionToRecord, put: PutResult
+) -> tuple[str, EvidenceRecord]:
+    result, key = item.result, item.idempotency_key
+    if key is not None:
+        existing = repo.find_by_idempotency_key(session, key)
+        if existing is not None:
+            return _replay(session, existing, key, result.image_sha256)
+    inspection_id = str(uuid.uuid4())
+    repo.add_image(session, put, result.width, result.height)
+    now = ledger.clock()
+    ctx = result.context
+    if ctx is not None and ctx.machine_serial:
+        model = ctx.params.get("machine_model")
+        repo.upsert_machine(
             session,
-            result,
-            inspection_id=inspection_id,
-            created_at=now,
-            evidence_seq=record.seq,
-            idempotency_key=idempotency_key,
+            ctx.machine_serial,
+            firmware=ctx.firmware,
+            model=model if isinstance(model, str) else None,
+            seen_at=now,
         )
-    logger.info("recorded inspection %s as evidence seq %d", inspection_id, record.seq)
+    data = inspection_evidence(
+        result,
+        inspection_id=inspection_id,
+        image_bytes=put.size,
+        media_type=put.media_type,
+        config_sha256=item.config_sha256,
+        recommendation=item.recommendation,
+    )
+    record = ledger.append_in(session, KIND_INSPECTION, data, now=now)
+    repo.add_inspection(
+        session,
+        result,
+        inspection_id=inspection_id,
+        created_at=now,
+        evidence_seq=record.seq,
+        idempotency_key=key,
+    )
     return inspection_id, record
 
 

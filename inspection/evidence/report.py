@@ -296,7 +296,7 @@ def _interpret(result: Any) -> Compliance:
         ]
         if bad:
             return Compliance("outside", "; ".join(bad))
-        detail = f"{len(missing)} window parameter(s) not recorded" if missing else ""
+        detail = f"{len(missing)} param(s) not recorded" if missing else ""
         return Compliance("inside", detail)
     return Compliance("unknown", f"unrecognised compliance result {type(result).__name__}")
 

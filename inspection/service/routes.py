@@ -145,7 +145,7 @@ def _check_media(declared: str | None, data: bytes) -> None:
             415, f"{sniffed} images are not supported; valid formats: {', '.join(SUPPORTED_FORMATS)}"
         )
     if declared == "application/octet-stream" and sniffed is None:
-        raise HTTPException(415, f"image part is not a recognisable image; send one of: {valid}")
+        raise HTTPException(415, f"image part is not a recognisable image; valid types: {valid}")
 
 
 def _metadata(text: str, principal: Principal) -> schemas.InspectionMetadata:

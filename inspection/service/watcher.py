@@ -85,9 +85,7 @@ class HotFolder:
             msg = f"hot folder {self.inbox} is not a directory"
             raise ValueError(msg)
         if len({self.inbox.resolve(), self.done.resolve(), self.failed.resolve()}) != 3:
-            msg = (
-                f"IN ({self.inbox}), DONE ({self.done}) and FAILED ({self.failed}) must be different folders"
-            )
+            msg = f"IN ({self.inbox}), DONE ({self.done}) and FAILED ({self.failed}) must differ"
             raise ValueError(msg)
         self.done.mkdir(parents=True, exist_ok=True)
         self.failed.mkdir(parents=True, exist_ok=True)

@@ -167,3 +167,29 @@ def select_abstain_threshold(
         n_severe=n_severe,
         n=int(y.size),
     )
+
+
+def select_peak_threshold(
+    peak_scores: npt.NDArray[Any], present: npt.NDArray[Any], *, lo: float = 0.05, hi: float = 0.95
+) -> float:
+    """The heatmap peak threshold in ``[lo, hi]`` maximising presence F1 on validation tiles.
+
+    ``peak_scores`` ``(N,)``: each tile's maximum heatmap value; ``present`` ``(N,)``: whether the
+    tile holds at least one object. Ties go to the higher threshold (fewer false findings). Returns
+    ``(lo + hi) / 2`` when no tile holds an object.
+    """
+    s = np.asarray(peak_scores, dtype=np.float64)
+    y = np.asarray(present, dtype=bool)
+    if s.shape != y.shape or s.ndim != 1:
+        msg = f"peak_scores and present must be 1-D of equal length, got {s.shape} and {y.shape}"
+        raise ValueError(msg)
+    if not y.any():
+        return (lo + hi) / 2.0
+    best_t, best_f1 = (lo + hi) / 2.0, -1.0
+    for t in np.linspace(lo, hi, 91):
+        pred = s >= t
+        tp = float((pred & y).sum())
+        f1 = 2 * tp / (pred.sum() + y.sum())
+        if f1 >= best_f1:
+            best_t, best_f1 = float(t), f1
+    return best_t

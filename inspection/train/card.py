@@ -125,6 +125,7 @@ def build_card(
     calib = lowo["calibration"]
     ab_p, ab_s = calib["abstain"]["porosity"], calib["abstain"]["spatter"]
     pooled = lowo["pooled_oof"]
+    peaks = calib.get("peak_thresholds", {})
     speed = final.get("speed", {})
     targets = (
         f"Targets (LOWO): presence AUROC >= 0.90 (got {_f(lowo['average'].get('porosity_presence_auroc'))}), "
@@ -191,6 +192,9 @@ without review.
 |---|---|---|---|---|---|
 {_abstain_row("porosity", ab_p)}
 {_abstain_row("spatter", ab_s)}
+
+Heatmap peak thresholds (presence F1 on out-of-fold tiles): porosity {_f(peaks.get("porosity"))},
+spatter {_f(peaks.get("spatter"))}.
 
 Out-of-distribution: Mahalanobis-style score of the embedding against the training photos' statistics
 (stored in `model.safetensors`); threshold = {cfg.calibration.ood_percentile:.0f}th percentile of the

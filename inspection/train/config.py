@@ -38,7 +38,12 @@ class DataSection(_Section):
 
 
 class AugmentSection(_Section):
-    """Augmentation strengths (0 disables a family). See :mod:`inspection.augment`."""
+    """Augmentation strengths (0 disables a family). See :mod:`inspection.augment`.
+
+    ``transplant_prob``/``transplant_max``: chance and maximum number of pores (cut from the other
+    training welds) pasted onto a training strip. ``synth_bank``: number of procedural synthetic
+    welds (``inspection.synth``, ``synth_size`` px square, 0-6 pores) added to every training set.
+    """
 
     photometric: float = Field(1.0, ge=0, le=2)
     geometric: float = Field(1.0, ge=0, le=2)
@@ -46,8 +51,8 @@ class AugmentSection(_Section):
     rotate_deg: float = Field(6.0, ge=0, le=45)
     transplant_prob: float = Field(0.5, ge=0, le=1)
     transplant_max: int = Field(4, ge=0)
-    synth_fraction: float = Field(0.0, ge=0, le=1)
     synth_bank: int = Field(0, ge=0)
+    synth_size: int = Field(400, ge=64)
 
 
 class SpatterSection(_Section):

@@ -23,7 +23,7 @@ from inspection.train.cache import CacheInfo
 from inspection.train.card import build_card, flat_metrics, load_run_summaries
 from inspection.train.config import TrainConfig
 from inspection.train.loop import evaluate
-from inspection.train.run import dataset_options, loss_weights, plot_curves, train_model
+from inspection.train.run import dataset_options, loss_weights, plot_curves, synthetic_samples, train_model
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ def run_final(
     lowo = load_lowo(cfg.resolve(cfg.calibration_from))
     run_dir = cfg.run_dir
     t0 = time.perf_counter()
-    res = train_model(cfg, samples, [], run_dir / "final", epochs=cfg.epochs, resume=resume)
+    synth = synthetic_samples(cfg) if cfg.augment.synth_bank else []
+    res = train_model(cfg, samples + synth, [], run_dir / "final", epochs=cfg.epochs, resume=resume)
     train_minutes = (time.perf_counter() - t0) / 60.0
     model = res.model
     if model is None:
@@ -124,6 +125,7 @@ def run_final(
 
     calib = lowo["calibration"]
     temps = calib["temperatures"]
+    peaks = calib.get("peak_thresholds", {})
     rules = {
         head: AbstainRule(
             min_confidence=float(calib["abstain"][head]["min_confidence"]),
@@ -151,7 +153,8 @@ def run_final(
         thresholds=Thresholds(
             abstain=AbstainPerHead(porosity=rules["porosity"], spatter=rules["spatter"]),
             peak=ProbabilityPerHead(
-                porosity=cfg.calibration.peak_threshold, spatter=cfg.calibration.peak_threshold
+                porosity=float(peaks.get("porosity", cfg.calibration.peak_threshold)),
+                spatter=float(peaks.get("spatter", cfg.calibration.peak_threshold)),
             ),
             ood=max(ood_threshold, 1e-6),
         ),

@@ -40,7 +40,12 @@ from inspection.data.torch_dataset import (
     collate,
     cut_pore_patches,
 )
-from inspection.train.calibrate import default_probs_fn, fit_temperature, select_abstain_threshold
+from inspection.train.calibrate import (
+    default_probs_fn,
+    fit_temperature,
+    select_abstain_threshold,
+    select_peak_threshold,
+)
 from inspection.train.config import TrainConfig
 from inspection.train.loop import EvalOutputs, LossWeights, evaluate, train_one_epoch
 from inspection.train.metrics import head_report
@@ -329,8 +334,13 @@ def calibrate_oof(oof: dict[str, npt.NDArray[Any]], cfg: TrainConfig) -> dict[st
         max_severe_missed=cfg.calibration.max_severe_missed,
         min_confidence=cfg.calibration.min_confidence,
     )
+    peaks = {
+        "porosity": select_peak_threshold(oof["heat_max"][:, 0], oof["porosity_grade"] > 0),
+        "spatter": select_peak_threshold(oof["heat_max"][sp_mask, 1], oof["spatter_grade"][sp_mask] > 0),
+    }
     return {
         "temperatures": {"porosity": por_t, "spatter": sp_t},
+        "peak_thresholds": peaks,
         "abstain": {
             "porosity": {
                 "max_p_defect_for_zero": por_rule.max_p_defect_for_zero,
@@ -391,6 +401,35 @@ def load_samples(cfg: TrainConfig) -> tuple[list[StripSample], list[float], Any]
     )
 
 
+def synthetic_samples(cfg: TrainConfig) -> list[StripSample]:
+    """``cfg.augment.synth_bank`` procedural welds (group ``synth``) preprocessed like real photos.
+
+    Deterministic for ``cfg.seed``; pores only (spatter comes from compositing, as for real photos).
+    """
+    from inspection.data.grades import grade_from_count
+    from inspection.synth import generate_weld
+    from inspection.train.cache import strip_sample
+
+    n = cfg.augment.synth_bank
+    rng = np.random.default_rng([cfg.seed, 77])
+    out = []
+    size = cfg.augment.synth_size
+    for i in range(n):
+        weld = generate_weld(rng, width=size, height=size, n_pores=int(rng.integers(0, 7)), n_spatter=0)
+        pores = [b for b in weld.boxes if b.label == "porosity"]
+        s, _ = strip_sample(
+            weld.image,
+            pores,
+            key=f"synth-{i}",
+            group="synth",
+            grade=grade_from_count(len(pores), cfg.grading.porosity_thresholds),
+            cfg=cfg.preprocess,
+            cache_scale=cfg.data.cache_scale,
+        )
+        out.append(s)
+    return out
+
+
 def write_resolved_config(cfg: TrainConfig, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.resolved.yaml").write_text(yaml.safe_dump(cfg.to_yaml_dict(), sort_keys=False))
@@ -405,12 +444,13 @@ def run_lowo(cfg: TrainConfig, samples: list[StripSample], *, resume: bool = Fal
     if missing:
         msg = f"fold group(s) {missing} not in the data; groups present: {sorted(groups)}"
         raise ValueError(msg)
+    synth = synthetic_samples(cfg) if cfg.augment.synth_bank else []
     parts: dict[str, list[npt.NDArray[Any]]] = {}
     results: dict[str, FoldResult] = {}
     speed: dict[str, float] = {}
     t0 = time.perf_counter()
     for fold in folds:
-        train = [s for s in samples if s.group != fold]
+        train = [s for s in samples if s.group != fold] + synth
         val = [s for s in samples if s.group == fold]
         val_ids = np.array([i for i, s in enumerate(samples) if s.group == fold])
         log.info("fold %s: %d train / %d held-out photos", fold, len(train), len(val))

@@ -24,7 +24,9 @@ def _dataset(root: Path, n_welds: int = 2, shots: int = 3) -> list[ManifestRecor
             name = f"images/w{weld}_{k}.png"
             (root / "images").mkdir(parents=True, exist_ok=True)
             PILImage.fromarray(_photo(tex, rng)).save(root / name)
-            pores = tuple(ManifestObject("porosity", (10.0 * i, 10, 10.0 * i + 8, 18)) for i in range(weld + k))
+            pores = tuple(
+                ManifestObject("porosity", (10.0 * i, 10, 10.0 * i + 8, 18)) for i in range(weld + k)
+            )
             records.append(ManifestRecord(name, 300, 300, group=f"weld{weld:02d}", objects=pores))
     write_manifest(root, records)
     return records
@@ -44,7 +46,10 @@ def test_stats_prints_tables_and_writes_chart(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("args", "needle"),
-    [(["data", "stats", "{missing}"], "does not exist"), (["data", "stats", "{dir}", "--preset", "x"], "preset")],
+    [
+        (["data", "stats", "{missing}"], "does not exist"),
+        (["data", "stats", "{dir}", "--preset", "x"], "preset"),
+    ],
 )
 def test_stats_bad_usage(tmp_path: Path, args: list[str], needle: str) -> None:
     _dataset(tmp_path, 1, 1)

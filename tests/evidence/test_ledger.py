@@ -12,8 +12,10 @@ from inspection.evidence.canonical import GENESIS_HASH, parse_json, sha256_hex
 from inspection.evidence.keys import verify_signature
 from inspection.evidence.ledger import (
     IdempotencyConflictError,
+    InspectionToRecord,
     build_payload,
     record_inspection,
+    record_inspections,
     record_review,
 )
 from inspection.evidence.verify import verify_store
@@ -184,3 +186,30 @@ def test_four_processes_append_one_valid_chain(tmp_path: Path) -> None:
     with store.session() as s:
         keys = set(s.scalars(select(EvidenceRecordRow.key_id)))
     assert len(keys) == 4  # every process really appended
+
+
+def test_record_inspections_batch_is_all_or_nothing(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    ledger = make_ledger(store)
+    imgs = [png_bytes(i) for i in range(4)]
+    items = [
+        InspectionToRecord(make_result(img), img, CONFIG_SHA, idempotency_key=f"b{i}")
+        for i, img in enumerate(imgs)
+    ]
+    # a batch whose last item reuses a key for another image fails as a whole
+    bad = [*items[:2], InspectionToRecord(make_result(imgs[3]), imgs[3], CONFIG_SHA, idempotency_key="b0")]
+    with pytest.raises(IdempotencyConflictError):
+        record_inspections(store, ledger, bad)
+    assert _count(store, EvidenceRecordRow) == 0 and _count(store, InspectionRow) == 0
+    out = record_inspections(store, ledger, items)
+    assert [rec.seq for _, rec in out] == [1, 2, 3, 4]
+    assert [store.get_inspection(iid).idempotency_key for iid, _ in out] == ["b0", "b1", "b2", "b3"]  # type: ignore[union-attr]
+    assert verify_store(store).ok
+
+
+def test_inspection_to_record_validates() -> None:
+    img = png_bytes(1)
+    with pytest.raises(ValueError, match="image bytes hash to"):
+        InspectionToRecord(make_result(img), b"x", CONFIG_SHA)
+    with pytest.raises(ValueError, match="idempotency_key must be non-empty"):
+        InspectionToRecord(make_result(img), img, CONFIG_SHA, idempotency_key=" ")

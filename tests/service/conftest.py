@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,3 +31,34 @@ def keys(service_settings: ServiceSettings) -> Keys:
 def client(service_settings: ServiceSettings, keys: Keys) -> Iterator[TestClient]:
     with TestClient(create_app(service_settings)) as c:
         yield c
+
+
+PG_BASE = os.environ.get("WELDINSPECT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose ``search_path`` is a new, empty schema (dropped afterwards), or a LOUD skip.
+
+    Same approach as ``tests/store/conftest.py`` (module-scoped here: one service per module).
+    """
+    if os.environ.get("WELDINSPECT_NO_POSTGRES") == "1":
+        pytest.skip("!!! PostgreSQL service tests SKIPPED: WELDINSPECT_NO_POSTGRES=1 !!!")
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    admin = create_engine(PG_BASE, connect_args={"connect_timeout": 3})
+    schema = f"wi_service_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        reason = str(exc).splitlines()[0]
+        pytest.skip(f"!!! PostgreSQL service tests SKIPPED: {PG_BASE} unreachable ({reason}) !!!")
+    try:
+        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

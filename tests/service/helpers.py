@@ -33,7 +33,9 @@ STATION_META: dict[str, Any] = {
 def seam_jpeg(seed: int, size: int = 96) -> bytes:
     """A small synthetic weld photo (JPEG bytes), distinct per ``seed``."""
     weld = generate_weld(np.random.default_rng(seed), width=size, height=size, n_pores=2, n_spatter=2)
-    ok, enc = cv2.imencode(".jpg", np.ascontiguousarray(weld.image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    ok, enc = cv2.imencode(
+        ".jpg", np.ascontiguousarray(weld.image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 85]
+    )
     if not ok:
         msg = "could not encode the test JPEG"
         raise RuntimeError(msg)

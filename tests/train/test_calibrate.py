@@ -12,6 +12,7 @@ from inspection.train.calibrate import (
     nll,
     review_mask,
     select_abstain_threshold,
+    select_peak_threshold,
 )
 
 
@@ -80,3 +81,11 @@ def test_no_severe_images_means_no_zero_review() -> None:
     choice = select_abstain_threshold(probs, np.array([0, 1]))
     assert choice.max_p_defect_for_zero == 1.0
     assert choice.n_severe == 0
+
+
+def test_peak_threshold_separates_present_from_absent() -> None:
+    scores = np.array([0.1, 0.15, 0.2, 0.6, 0.7, 0.9])
+    present = np.array([False, False, False, True, True, True])
+    t = select_peak_threshold(scores, present)
+    assert 0.2 < t <= 0.6
+    assert select_peak_threshold(scores, np.zeros(6, bool)) == pytest.approx(0.5)
