@@ -96,7 +96,9 @@ def test_resume_after_crash_with_torn_line(inspector: Inspector, seam_folder: Pa
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
-def test_cli_output_formats_and_exit_code_3(tiny_model_dir: Path, seam_folder: Path, tmp_path: Path, suffix: str) -> None:
+def test_cli_output_formats_and_exit_code_3(
+    tiny_model_dir: Path, seam_folder: Path, tmp_path: Path, suffix: str
+) -> None:
     out = tmp_path / f"results{suffix}"
     res = runner.invoke(app, ["score", str(seam_folder), "--out", str(out), "--model", str(tiny_model_dir),
                               "--workers", "0", "--quiet"])  # fmt: skip
@@ -145,15 +147,18 @@ def test_cli_bad_usage_exit_code_2(
     assert fragment in res.output
 
 
-def test_context_file_adds_mm_and_recommendation(tiny_model_dir: Path, seam_folder: Path, tmp_path: Path) -> None:
+def test_context_file_adds_mm_and_recommendation(
+    tiny_model_dir: Path, seam_folder: Path, tmp_path: Path
+) -> None:
     ctx = tmp_path / "ctx.csv"
     ctx.write_text(
         "image,process,material,thickness_mm,mm_per_px,machine_serial,laser_power_w,speed_mm_s\n"
         "seam_1.jpg,laser,stainless,2,0.05,SN-1,1500,60\n"
     )
     out = tmp_path / "r.jsonl"
-    res = runner.invoke(app, ["score", str(seam_folder / "seam_1.jpg"), "--out", str(out), "--context", str(ctx),
-                              "--model", str(tiny_model_dir), "--workers", "0", "--quiet"])  # fmt: skip
+    argv = ["score", str(seam_folder / "seam_1.jpg"), "--out", str(out), "--context", str(ctx),
+            "--model", str(tiny_model_dir), "--workers", "0", "--quiet"]  # fmt: skip
+    res = runner.invoke(app, argv)
     assert res.exit_code == 0, res.output
     rec = _records(out)[0]
     assert rec["standards"]["assessable"] is True

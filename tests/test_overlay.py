@@ -29,7 +29,9 @@ GOLDEN = Path(__file__).parent / "golden" / "overlay.png"
 
 
 def _scene() -> tuple[np.ndarray, InspectionResult, np.ndarray]:
-    image = generate_weld(np.random.default_rng(5), width=400, height=300, n_pores=2, n_spatter=4, angle_deg=10.0).image
+    image = generate_weld(
+        np.random.default_rng(5), width=400, height=300, n_pores=2, n_spatter=4, angle_deg=10.0
+    ).image
     yy, xx = np.mgrid[0:300, 0:400].astype(np.float32)
     heat = np.zeros((2, 300, 400), np.float32)
     heat[0] = np.exp(-((xx - 150) ** 2 + (yy - 140) ** 2) / (2 * 12.0**2))

@@ -1,0 +1,18 @@
+"""The dashboard for quality engineers and auditors: server-rendered pages under ``/ui``.
+
+``from inspection.web import create_ui_router``; the service includes it in its app. See
+docs/dashboard.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["create_ui_router"]
+
+
+def create_ui_router(**kwargs: Any) -> Any:
+    """The ``/ui`` APIRouter (see :func:`inspection.web.router.create_ui_router`)."""
+    from inspection.web.router import create_ui_router as create
+
+    return create(**kwargs)
