@@ -555,8 +555,19 @@ class ScoreSummary:
         return 3 if self.status.get("error") else 0
 
 
-RecordHook = Callable[[ScoreItem, Prepared, InspectionResult, bytes | None], dict[str, Any]]
-"""Called for each graded image; returns extra fields (``recommendation``, ``evidence``)."""
+@dataclass(frozen=True, eq=False)
+class Graded:
+    """One graded image handed to a :data:`RecordHook` (``data``: its bytes when kept)."""
+
+    item: ScoreItem
+    result: InspectionResult
+    data: bytes | None
+
+
+RecordHook = Callable[[Sequence[Graded]], list[dict[str, Any]]]
+"""Called once per batch with the graded images; returns extra record fields per image
+(``recommendation``, ``evidence``), in order. If it raises, the batch's graded images become
+``hook_failed`` error records (so a failed evidence write never looks like a success)."""
 
 
 def score(
@@ -597,23 +608,27 @@ def score(
             return
         graded = [j for j in pending if j.kind == "prepared" and j.prepared is not None]
         inspections = inspector.finish([j.prepared for j in graded if j.prepared is not None])
-        by_id = {id(j): ins for j, ins in zip(graded, inspections, strict=True)}
+        extras: list[dict[str, Any]] = [{} for _ in graded]
+        hook_error: str | None = None
+        if hook is not None and graded:
+            try:
+                extras = hook(
+                    [Graded(j.item, ins.result, j.data) for j, ins in zip(graded, inspections, strict=True)]
+                )
+            except Exception as exc:  # keep going; the records say what failed (nothing was half-written)
+                log.exception("post-processing hook failed on a batch of %d images", len(graded))
+                hook_error = f"{type(exc).__name__}: {exc}"
+        by_id = {id(j): (ins, extra) for j, ins, extra in zip(graded, inspections, extras, strict=True)}
         records = []
         for job in pending:
             if job.kind == "error":
                 records.append(error_record(job.item.image, job.code, job.message, job.sha256, model_info))
                 continue
-            ins = by_id[id(job)]
-            prepared = job.prepared
-            extra: dict[str, Any] = {}
-            if hook is not None and prepared is not None:
-                try:
-                    extra = hook(job.item, prepared, ins.result, job.data)
-                except Exception as exc:  # keep going; the record says what failed
-                    log.exception("post-processing hook failed on %s", job.item.image)
-                    records.append(error_record(job.item.image, "hook_failed", f"{job.item.image}: {exc}",
-                                                job.sha256, model_info))  # fmt: skip
-                    continue
+            if hook_error is not None:
+                message = f"{job.item.image}: recording failed: {hook_error}"
+                records.append(error_record(job.item.image, "hook_failed", message, job.sha256, model_info))
+                continue
+            ins, extra = by_id[id(job)]
             elapsed = job.elapsed_ms + sum(
                 v for k, v in ins.result.timings_ms.items() if k not in ("decode", "preprocess", "quality")
             )
@@ -676,11 +691,9 @@ def _jobs(
                 fut.cancel()
 
 
-def recommendation_hook(
-    item: ScoreItem, prepared: Prepared, result: InspectionResult, data: bytes | None
-) -> dict[str, Any]:
-    """Record hook adding parameter advice when the image's context allows it."""
-    return {"recommendation": recommendation_for(result)}
+def recommendation_hook(batch: Sequence[Graded]) -> list[dict[str, Any]]:
+    """Record hook adding parameter advice when an image's context allows it."""
+    return [{"recommendation": recommendation_for(g.result)} for g in batch]
 
 
 def ledger_hook(
@@ -690,14 +703,14 @@ def ledger_hook(
     station: str | None = None,
     store_config: StoreConfig | None = None,
 ) -> RecordHook:
-    """Record hook that also appends a signed evidence record per graded image.
+    """Record hook that also appends signed evidence records, one transaction per batch.
 
     ``db`` is a database URL, or ``default`` for the local store (``StoreConfig``). The signing
     key is the station's newest key in the store's key directory (``weldinspect keys init``).
     Raises ValueError (usage) when the store cannot be opened or no key exists.
     """
     from inspection.evidence.keys import KeyFileError, load_signer
-    from inspection.evidence.ledger import Ledger, record_inspection
+    from inspection.evidence.ledger import InspectionToRecord, Ledger, record_inspections
     from inspection.store import Store
     from inspection.store.db import StoreError
 
@@ -710,16 +723,24 @@ def ledger_hook(
         raise ValueError(str(exc)) from exc
     ledger = Ledger(store, signer)
 
-    def hook(
-        item: ScoreItem, prepared: Prepared, result: InspectionResult, data: bytes | None
-    ) -> dict[str, Any]:
-        rec = recommendation_for(result)
-        if data is None:
-            data = read_image_bytes(item.path)
-        inspection_id, record = record_inspection(
-            store, ledger, result, data, config_sha256=inspector.config_sha256, recommendation=rec
-        )
-        evidence = {"inspection_id": inspection_id, "seq": record.seq, "record_hash": record.record_hash}
-        return {"recommendation": rec, "evidence": evidence}
+    def hook(batch: Sequence[Graded]) -> list[dict[str, Any]]:
+        recs = [recommendation_for(g.result) for g in batch]
+        todo = [
+            InspectionToRecord(
+                result=g.result,
+                image_bytes=g.data if g.data is not None else read_image_bytes(g.item.path),
+                config_sha256=inspector.config_sha256,
+                recommendation=rec,
+            )
+            for g, rec in zip(batch, recs, strict=True)
+        ]
+        written = record_inspections(store, ledger, todo)
+        return [
+            {
+                "recommendation": rec,
+                "evidence": {"inspection_id": iid, "seq": r.seq, "record_hash": r.record_hash},
+            }
+            for rec, (iid, r) in zip(recs, written, strict=True)
+        ]
 
     return hook

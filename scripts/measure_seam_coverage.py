@@ -30,7 +30,7 @@ import numpy as np
 
 from inspection.config import PreprocessConfig, QualityConfig
 from inspection.preprocess import Preprocessed, box_inside_fraction, preprocess
-from inspection.types import Box, Image
+from inspection.types import Box, Image, SeamRegion
 
 logger = logging.getLogger("measure_seam_coverage")
 
@@ -169,6 +169,72 @@ def contact_sheet(items: list[tuple[Image, Preprocessed, list[Box], str]], path:
     cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
 
 
+def central_band(height: int, width: int, angle: float, area_fraction: float) -> SeamRegion:
+    """A fixed band through the image centre (0 = horizontal, -90 = vertical) of the given area."""
+    if angle == 0.0:
+        return SeamRegion((width / 2, height / 2), float(width), area_fraction * height, 0.0)
+    return SeamRegion((width / 2, height / 2), float(height), area_fraction * width, -90.0)
+
+
+def yolo_boxes(path: Path, height: int, width: int) -> list[Box]:
+    """Boxes of a YOLO label file (class cx cy w h, normalised), clipped to the image."""
+    out = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) < 5:
+            continue
+        cx, cy, bw, bh = (float(v) for v in parts[1:5])
+        x0, y0 = max(0.0, (cx - bw / 2) * width), max(0.0, (cy - bh / 2) * height)
+        x1, y1 = min(float(width), (cx + bw / 2) * width), min(float(height), (cy + bh / 2) * height)
+        if x1 > x0 and y1 > y0:
+            out.append(Box(x0, y0, x1, y1, "weld"))
+    return out
+
+
+def report_unlabelled(root: Path, cfg: PreprocessConfig, limit: int | None, min_inside: float) -> None:
+    """Seam-score pass rate, and how often the coarse weld boxes (any / the largest) lie in the strip,
+    against a fixed central band of the same mean area."""
+    qcfg = QualityConfig()
+    files = sorted((root / "images").glob("*.jpg"))
+    if limit is not None:
+        files = files[:limit]
+    scores, areas = [], []
+    hits = {"strip": [0, 0], "central 0": [0, 0], "central -90": [0, 0]}  # [any box, largest box]
+    n_boxed = 0
+    for f in files:
+        image = read_rgb(f)
+        h, w = image.shape[:2]
+        pre = preprocess(image, cfg)
+        scores.append(pre.seam_score)
+        area = box_inside_fraction(pre.strip.region, Box(0, 0, w, h), h, w)
+        areas.append(area)
+        label = root / "labels" / (f.stem + ".txt")
+        boxes = yolo_boxes(label, h, w) if label.is_file() else []
+        if not boxes:
+            continue
+        n_boxed += 1
+        largest = max(range(len(boxes)), key=lambda i: boxes[i].width * boxes[i].height)
+        for name, region in (
+            ("strip", pre.strip.region),
+            ("central 0", central_band(h, w, 0.0, area)),
+            ("central -90", central_band(h, w, -90.0, area)),
+        ):
+            fr = [box_inside_fraction(region, b, h, w) for b in boxes]
+            hits[name][0] += max(fr) >= min_inside
+            hits[name][1] += fr[largest] >= min_inside
+    ok = sum(s >= qcfg.seam_min_score for s in scores)
+    print(
+        f"unlabelled photos with seam_score >= {qcfg.seam_min_score}: {ok}/{len(scores)} "
+        f"({ok / max(len(scores), 1):.1%}); median score {statistics.median(scores):.2f}; "
+        f"mean strip area / image {statistics.fmean(areas):.2f}"
+    )
+    for name, (any_hit, big_hit) in hits.items():
+        print(
+            f"unlabelled weld boxes inside ({name}; same per-photo area), {n_boxed} photos with boxes: "
+            f"any box {any_hit / max(n_boxed, 1):.1%}, largest box {big_hit / max(n_boxed, 1):.1%}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -239,18 +305,22 @@ def main(argv: list[str] | None = None) -> int:
             f"preprocess {name} per 800x800 image, 1 OpenCV thread: median {median:.1f} ms, p90 {p90:.1f} ms"
         )
 
-    unl = args.data / "weld-photos-unlabelled" / "images"
-    if unl.is_dir() and args.unlabelled_limit != 0:
-        qcfg = QualityConfig()
-        files = sorted(unl.glob("*.jpg"))
-        if args.unlabelled_limit is not None:
-            files = files[: args.unlabelled_limit]
-        scores = [preprocess(read_rgb(f), cfg).seam_score for f in files]
-        ok = sum(s >= qcfg.seam_min_score for s in scores)
-        print(
-            f"unlabelled photos with seam_score >= {qcfg.seam_min_score}: {ok}/{len(scores)} "
-            f"({ok / max(len(scores), 1):.1%}); median score {statistics.median(scores):.2f}"
+    base_area = statistics.fmean(r.area_fraction for r in results)
+    for angle in (0.0, -90.0):
+        band = central_band(800, 800, angle, base_area)
+        with_pores = [r for r in rows if pore_boxes(r)]
+        hit = sum(
+            all(box_inside_fraction(band, b, 800, 800) >= args.min_inside for b in pore_boxes(r))
+            for r in with_pores
         )
+        print(
+            f"baseline: fixed central band at {angle:g} deg, same mean area {base_area:.2f}: "
+            f"{hit}/{len(with_pores)} ({hit / max(len(with_pores), 1):.1%}) photos with all pores inside"
+        )
+
+    unl = args.data / "weld-photos-unlabelled"
+    if (unl / "images").is_dir() and args.unlabelled_limit != 0:
+        report_unlabelled(unl, cfg, args.unlabelled_limit, args.min_inside)
 
     if args.sheet is not None and kept:
         step = max(1, len(kept) // 20)

@@ -164,3 +164,56 @@ def test_context_file_adds_mm_and_recommendation(
     assert rec["standards"]["assessable"] is True
     assert rec["recommendation"] is not None
     assert "status" in rec["recommendation"]
+
+
+def test_ledger_writes_verifiable_evidence(
+    tiny_model_dir: Path, seam_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inspection.evidence.verify import verify_store
+    from inspection.store import Store
+
+    monkeypatch.setenv("WELDINSPECT_HOME", str(tmp_path / "home"))
+    assert runner.invoke(app, ["keys", "init", "--station", "S1"]).exit_code == 0
+    out = tmp_path / "r.jsonl"
+    argv = ["score", str(seam_folder), "--glob", "seam_*.jpg", "--out", str(out), "--model", str(tiny_model_dir),
+            "--workers", "0", "--quiet", "--ledger", "default", "--station", "S1", "--batch-size", "4"]  # fmt: skip
+    res = runner.invoke(app, argv)
+    assert res.exit_code == 0, res.output
+    recs = _records(out)
+    assert len(recs) == 6
+    seqs = sorted(r["evidence"]["seq"] for r in recs)
+    assert seqs == [1, 2, 3, 4, 5, 6]
+    home = tmp_path / "home"
+    store = Store.open(f"sqlite:///{home / 'weldinspect.db'}", home / "images")
+    report = verify_store(store)
+    assert report.ok, report
+    first = recs[0]
+    stored = store.get_inspection(first["evidence"]["inspection_id"])
+    assert stored is not None and stored.image_sha256 == first["sha256"]
+
+
+def test_ledger_without_key_is_usage_error(
+    tiny_model_dir: Path, seam_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WELDINSPECT_HOME", str(tmp_path / "empty-home"))
+    argv = ["score", str(seam_folder), "--out", str(tmp_path / "r.jsonl"), "--model", str(tiny_model_dir),
+            "--ledger", "default"]  # fmt: skip
+    res = runner.invoke(app, argv)
+    assert res.exit_code == 2
+    assert "keys init" in res.output
+
+
+def test_failing_hook_turns_the_batch_into_error_records(
+    inspector: Inspector, seam_folder: Path, tmp_path: Path
+) -> None:
+    def broken(batch: object) -> list[dict]:
+        raise RuntimeError("database is gone")
+
+    out = tmp_path / "r.jsonl"
+    summary = score(expand_inputs([seam_folder]), out, inspector, batch_size=20, hook=broken)
+    recs = _records(out)
+    codes = {r["error"]["code"] for r in recs if r["error"]}
+    assert "hook_failed" in codes
+    assert all(r["status"] == "error" for r in recs)
+    assert any("database is gone" in r["error"]["message"] for r in recs)
+    assert summary.exit_code == 3

@@ -61,8 +61,8 @@ def _open_existing(cfg: StoreConfig) -> Store:
     url = make_url(cfg.db_url)
     if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_file():
         raise _fail(f"database {url.database} does not exist (pass --db URL or --home DIR)")
-    try:
-        return Store.open(cfg.db_url, cfg.images_dir)
+    try:  # read-only commands: never migrate someone's database as a side effect
+        return Store.open(cfg.db_url, cfg.images_dir, migrate_db=False)
     except StoreError as exc:
         raise _fail(str(exc)) from exc
 

@@ -275,8 +275,9 @@ def save_artifact(
         log.warning("saving %s without fitted OOD statistics: OOD scores will be uncalibrated", directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {"format": "pt", "name": config.name, "version": config.version, "arch": config.arch}
-    _write_atomic(directory / WEIGHTS_FILE, safetensors.torch.save(state, metadata=meta))
+    # one metadata key only: safetensors writes its metadata map in hash order, so several keys would
+    # make the bytes (and the sha256 identity) differ between runs for the same weights
+    _write_atomic(directory / WEIGHTS_FILE, safetensors.torch.save(state, metadata={"format": "pt"}))
     _write_atomic(directory / CONFIG_FILE, (config.model_dump_json(indent=2) + "\n").encode())
     _write_atomic(directory / CARD_FILE, card_markdown.encode())
     text = json.dumps(metrics, indent=2, sort_keys=True, default=_json_default, allow_nan=False)

@@ -13,9 +13,10 @@ Roles (see docs/dashboard.md):
   come from someone independent of the station).
 
 Blocking work (database, model, zip export) runs in plain ``def`` endpoints (FastAPI's thread pool).
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: FastAPI resolves the endpoints' annotations at
+definition time, and the ``User`` dependency alias is local to :func:`create_ui_router`.
+"""
 
 import json
 import logging
@@ -186,7 +187,10 @@ def create_ui_router(
         return error(request, user, 403, "The form's security token is missing or wrong; reload the page.")
 
     def forbidden(request: Request, user: UiUser, what: str) -> HTMLResponse:
-        msg = f"Your key {user.principal.name!r} has role {user.principal.role!r}; {what} needs auditor or admin."
+        msg = (
+            f"Your key {user.principal.name!r} has role {user.principal.role!r}; "
+            f"{what} needs the auditor or admin role."
+        )
         return error(request, user, 403, msg)
 
     def readable(user: UiUser, inspection_id: str) -> InspectionRecord | None:
@@ -236,7 +240,7 @@ def create_ui_router(
         return response
 
     @router.get("/login", response_class=HTMLResponse)
-    def login_form(request: Request, next: str = "/ui/inspections") -> HTMLResponse:  # noqa: A002
+    def login_form(request: Request, next: str = "/ui/inspections") -> HTMLResponse:
         return login_page(request, next)
 
     @router.post("/login", response_class=HTMLResponse)
@@ -244,7 +248,7 @@ def create_ui_router(
         request: Request,
         api_key: Annotated[str, Form()] = "",
         login_token: Annotated[str, Form()] = "",
-        next: Annotated[str, Form()] = "/ui/inspections",  # noqa: A002
+        next: Annotated[str, Form()] = "/ui/inspections",
     ) -> Response:
         state = state_of(request)
         if not codec.check_login(request.cookies.get(session.LOGIN_COOKIE), login_token):
@@ -504,7 +508,7 @@ def create_ui_router(
         for defect in charts.DEFECTS:
             groups = charts.subgroups(points, defect, bucket=bucket, size=size)
             for chart in (charts.p_chart(groups, defect), charts.ewma_chart(groups, defect)):
-                svgs.append((chart, Markup(charts.render_svg(chart))))  # noqa: S704 (escaped by render_svg)
+                svgs.append((chart, Markup(charts.render_svg(chart))))
         changes, names = param_history(store, serial, station_id=station)
         outcomes = tracked_outcomes(store, serial) if user.principal.sees_all else []
         stats = rule_stats(
@@ -515,7 +519,8 @@ def create_ui_router(
         return render(
             request, "machine.html", user, machine=info, points=len(points), bucket=bucket, size=size,
             buckets=BUCKETS, charts=svgs, changes=list(reversed(changes)), param_names=names,
-            outcomes=outcomes, summary=outcomes_summary(outcomes), stats=sorted(stats.values(), key=lambda s: s.rule_id),
+            outcomes=outcomes, summary=outcomes_summary(outcomes),
+            stats=sorted(stats.values(), key=lambda s: s.rule_id),
             recomputed=recomputed,
         )  # fmt: skip
 

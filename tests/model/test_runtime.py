@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from inspection.model.artifact import ArtifactError, default_model_dir
-from inspection.model.net import normalize_tiles
-from inspection.model.onnx import ONNX_FILE, OUTPUT_NAMES, export_onnx
+from inspection.model.artifact import ArtifactError, ModelConfig, default_model_dir, save_artifact
+from inspection.model.net import build_model, normalize_tiles
+from inspection.model.onnx import ONNX_FILE, OUTPUT_NAMES, check_onnx_agreement, export_onnx
 from inspection.model.ordinal import coral_probs
 from inspection.model.runtime import Grader, RawPrediction
 from tests.model.conftest import TinyArtifact
@@ -146,3 +148,18 @@ def test_shipped_model_torch_and_onnx_agree_on_samples(repo_root: Path) -> None:
     b = Grader.load(model_dir, backend="onnx").predict(tiles)
     np.testing.assert_allclose(b.porosity_probs, a.porosity_probs, atol=1e-4)
     np.testing.assert_allclose(b.spatter_probs, a.spatter_probs, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v3_large", "efficientnet_b0"])
+def test_onnx_agrees_with_torch_for_torchvision_backbones(
+    arch: str, tmp_path: Path, make_tiny_config: Callable[..., ModelConfig], tiny_tiles: np.ndarray
+) -> None:
+    """Hardswish, squeeze-excitation and SiLU blocks export faithfully (not only the tiny CNN)."""
+    torch.manual_seed(1)
+    model = build_model(arch, embed_dim=16)
+    with torch.no_grad():  # non-trivial batch-norm statistics
+        model(torch.randn(4, 3, 32, 64))
+    config = make_tiny_config(arch=arch, name="onnx-check")
+    save_artifact(tmp_path / arch, model.eval(), config, "", {})
+    diff = check_onnx_agreement(tmp_path / arch, export_onnx(tmp_path / arch))
+    assert diff < 1e-4
