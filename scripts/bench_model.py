@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from inspection.model.net import build_model
+from inspection.model.net import build_model, fuse_for_inference
 
 log = logging.getLogger("bench_model")
 
@@ -84,12 +84,15 @@ def bench_forward(
     height: int,
     width: int,
     channels_last: bool,
+    fuse: bool,
 ) -> list[str]:
     """Markdown rows: arch | width | params | per batch size: images/s measured / idle-core estimate."""
     rows = []
     for arch, width_mult in variants:
         torch.manual_seed(0)
         model = build_model(arch, width_mult=width_mult).eval()
+        if fuse:
+            model = fuse_for_inference(model)  # as the torch runtime does
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         model = model.to(memory_format=fmt)  # type: ignore[call-overload]
         n_params = sum(p.numel() for p in model.parameters())
@@ -207,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="forward mode: ARCH:WIDTH_MULT entries",
     )
     parser.add_argument("--nchw", action="store_true", help="forward mode: plain NCHW, not channels_last")
+    parser.add_argument("--no-fuse", action="store_true", help="forward mode: keep batch norm unfused")
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--model", type=Path, default=None, help="artifact dir (default: the shipped model)")
@@ -231,7 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             variants.append((arch, float(width or 1.0)))
         print(f"| arch | width_mult | params | {header_cells} |")
         print(f"|---|---|---| {sep} |")
-        bench_forward(variants, args.batches, args.repeats, args.height, args.width, not args.nchw)
+        bench_forward(
+            variants, args.batches, args.repeats, args.height, args.width, not args.nchw, not args.no_fuse
+        )
         return 0
 
     with tempfile.TemporaryDirectory() as tmp:

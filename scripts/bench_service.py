@@ -67,6 +67,29 @@ class Row:
     p99_ms: float
     mean_ms: float
     throughput_rps: float
+    server_cpu_ms: float  # server process CPU time (user + system) per request
+
+
+def random_artifact(arch: str, out: Path) -> Path:
+    """A randomly initialised artifact of ``arch`` (speed does not depend on the weights)."""
+    import torch
+
+    from inspection.model.artifact import ModelConfig, save_artifact
+    from inspection.model.net import build_model
+
+    torch.manual_seed(0)
+    config = ModelConfig(name="bench-random", version="0.0.0", arch=arch)
+    save_artifact(out, build_model(arch), config, "# Random benchmark model\n\nUntrained.\n", {})
+    return out
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (Linux ``/proc``; 0.0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -99,7 +122,7 @@ def make_images(n: int, seed: int = 0) -> list[bytes]:
 
 
 def start_server(
-    home: Path, port: int, model: Path | None, slots: int, threads: int | None
+    home: Path, port: int, model: Path | None, slots: int, threads: int | None, backend: str
 ) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
@@ -117,6 +140,7 @@ def start_server(
         cmd += ["--model", str(model)]
     if threads is not None:
         cmd += ["--threads", str(threads)]
+    cmd += ["--backend", backend]
     log_file = (home / "server.log").open("wb")
     return subprocess.Popen(cmd, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT)
 
@@ -138,7 +162,13 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.
 
 
 def run_level(
-    client: httpx.Client, key: str, images: list[bytes], concurrency: int, n: int, sent: dict[str, bytes]
+    client: httpx.Client,
+    key: str,
+    images: list[bytes],
+    concurrency: int,
+    n: int,
+    sent: dict[str, bytes],
+    server_pid: int,
 ) -> Row:
     """Send ``n`` uploads from ``concurrency`` threads; ``sent`` collects idempotency key -> image of 201s."""
 
@@ -159,10 +189,12 @@ def run_level(
             status = 0
         return (time.perf_counter() - t0) * 1000.0, status, ikey, data
 
+    cpu0 = process_cpu_s(server_pid)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         results = list(pool.map(one, range(n)))
     wall = time.perf_counter() - t0
+    server_cpu_ms = (process_cpu_s(server_pid) - cpu0) * 1000.0 / n
     lat = np.array([r[0] for r in results])
     errors = sum(1 for r in results if r[1] != 201)
     for _, status, ikey, data in results:
@@ -176,6 +208,7 @@ def run_level(
         round(float(np.percentile(lat, 99)), 1),
         round(float(statistics.fmean(lat)), 1),
         round(n / wall, 2),
+        round(server_cpu_ms, 1),
     )
 
 
@@ -183,11 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=None, help="model artifact (default: the shipped model)")
     ap.add_argument("--tiny", action="store_true", help="use the tiny random test model instead")
+    ap.add_argument("--random-arch", default=None, help="use a randomly initialised artifact of this arch")
+    ap.add_argument("--backend", default="torch", choices=("torch", "onnx"))
     ap.add_argument("--requests", type=int, default=120, help="uploads per concurrency level")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--images", type=int, default=16, help="distinct synthetic images to cycle through")
-    ap.add_argument("--slots", type=int, default=1, help="server --slots (model runs at once)")
-    ap.add_argument("--threads", type=int, default=None, help="server --threads (torch threads)")
+    ap.add_argument("--slots", type=int, default=2, help="server --slots (model runs at once)")
+    ap.add_argument("--threads", type=int, default=1, help="server --threads (torch/onnxruntime threads)")
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -201,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             from tests.helpers.artifacts import make_tiny_artifact
 
             model = make_tiny_artifact(home / "tiny-model")
+        elif args.random_arch:
+            model = random_artifact(args.random_arch, home / "random-model")
         init_key(home / "keys", station_id="bench")
         db_url = f"sqlite:///{home / 'weldinspect.db'}"
         with Store.open(db_url, home / "images") as store:
@@ -209,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         images = make_images(args.images)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        proc = start_server(home, port, model, args.slots, args.threads)
+        proc = start_server(home, port, model, args.slots, args.threads, args.backend)
         rows: list[Row] = []
         sent: dict[str, bytes] = {}
         try:
@@ -220,9 +257,9 @@ def main(argv: list[str] | None = None) -> int:
                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
             ) as client:
                 warm: dict[str, bytes] = {}
-                run_level(client, key, images, 2, 8, warm)  # warm-up (not reported)
+                run_level(client, key, images, 2, 8, warm, proc.pid)  # warm-up (not reported)
                 for c in args.concurrency:
-                    row = run_level(client, key, images, c, args.requests, sent)
+                    row = run_level(client, key, images, c, args.requests, sent, proc.pid)
                     rows.append(row)
                     log.info("%s", row)
                 replays = list(sent.items())[:10]
@@ -255,10 +292,20 @@ def main(argv: list[str] | None = None) -> int:
             "replays_sent": len(replay_codes),
             "chain_verifies": report.ok,
         }
-    print("| concurrency | requests | errors | p50 ms | p99 ms | mean ms | throughput req/s |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    heads = ("concurrency", "requests", "errors", "p50 ms", "p99 ms", "mean ms", "throughput req/s")
+    print("| " + " | ".join((*heads, "server CPU ms/req")) + " |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        cells = (r.concurrency, r.requests, r.errors, r.p50_ms, r.p99_ms, r.mean_ms, r.throughput_rps)
+        cells = (
+            r.concurrency,
+            r.requests,
+            r.errors,
+            r.p50_ms,
+            r.p99_ms,
+            r.mean_ms,
+            r.throughput_rps,
+            r.server_cpu_ms,
+        )
         print("| " + " | ".join(str(c) for c in cells) + " |")
     print(json.dumps(checks))
     if args.out is not None:
@@ -267,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "rows": [asdict(r) for r in rows],
                     "checks": checks,
-                    "model": "tiny" if args.tiny else str(model or "shipped default"),
+                    "model": "tiny" if args.tiny else str(args.random_arch or model or "shipped default"),
+                    "backend": args.backend,
                     "cpus": os.cpu_count(),
                 },
                 indent=2,

@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    command = shlex.join(["python", "scripts/train.py", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join(
+        [".venv/bin/python", "scripts/train.py", *(argv if argv is not None else sys.argv[1:])]
+    )
     try:
         summary = run_training(cfg, resume=args.resume, command=command)
     except DataMissingError as exc:

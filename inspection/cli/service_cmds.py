@@ -23,6 +23,7 @@ _HOME = typer.Option(
 )
 _DB = typer.Option(None, "--db", help="Database URL, e.g. postgresql+psycopg://user@host:5432/db.")
 _MODEL = typer.Option(None, "--model", help="Model artifact folder (default: the shipped model).")
+_BACKEND = typer.Option("torch", "--backend", help="torch or onnx (onnxruntime: faster on CPU).")
 
 
 def register(app: typer.Typer) -> None:
@@ -85,6 +86,7 @@ def serve_cmd(
     port: int | None = typer.Option(None, "--port", help="TCP port (default: config, 8080)."),
     db: str | None = _DB,
     model: Path | None = _MODEL,
+    backend: str = _BACKEND,
     home: Path | None = _HOME,
     config: Path | None = _CONFIG,
     station: str | None = typer.Option(
@@ -112,8 +114,15 @@ def serve_cmd(
     from inspection.service.app import create_app
 
     cfg = _app_config(config, home, db)
-    settings = _settings(cfg, model, signing_station=station, signing_key_id=key_id, inference_slots=slots,
-                         threads=threads)  # fmt: skip
+    settings = _settings(
+        cfg,
+        model,
+        signing_station=station,
+        signing_key_id=key_id,
+        inference_slots=slots,
+        threads=threads,
+        backend=backend,
+    )
     try:  # fail fast on a missing signing key, before binding the port
         from inspection.evidence.keys import load_signer
 
@@ -138,6 +147,7 @@ def watch_cmd(
     failed: Path = typer.Option(..., "--failed", help="Folder for rejected images (+ <name>.error.json)."),
     db: str | None = _DB,
     model: Path | None = _MODEL,
+    backend: str = _BACKEND,
     home: Path | None = _HOME,
     config: Path | None = _CONFIG,
     poll: float = typer.Option(1.0, "--poll", help="Seconds between polls."),
@@ -161,7 +171,7 @@ def watch_cmd(
     if poll <= 0:
         raise _fail(f"--poll must be > 0 seconds, got {poll}")
     cfg = _app_config(config, home, db)
-    settings = _settings(cfg, model, signing_station=station)
+    settings = _settings(cfg, model, signing_station=station, backend=backend)
     try:
         recorder = open_recorder(settings)
     except (KeyFileError, ValueError) as exc:

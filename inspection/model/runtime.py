@@ -20,7 +20,7 @@ import numpy.typing as npt
 import torch
 
 from inspection.model.artifact import ModelConfig, default_model_dir, load_artifact
-from inspection.model.net import GraderNet, normalize_tiles
+from inspection.model.net import GraderNet, fuse_for_inference, normalize_tiles
 from inspection.model.ordinal import coral_probs
 from inspection.model.postprocess import OodStats
 from inspection.types import GRADE_LEVELS, ModelInfo
@@ -95,7 +95,8 @@ class _Runner(Protocol):
 
 class _TorchRunner:
     def __init__(self, model: GraderNet) -> None:
-        self.model = model.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        fused = fuse_for_inference(model)  # batch norm folded into the convolutions
+        self.model = fused.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def __call__(self, x: F32) -> RawOutputs:
         with torch.inference_mode():

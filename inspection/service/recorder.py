@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,7 +51,9 @@ class _TrackingLedger(Ledger):
         return record
 
 
-def open_recorder(settings: ServiceSettings, *, on_inference: Any = None) -> Recorder:
+def open_recorder(
+    settings: ServiceSettings, *, on_inference: Callable[[float], None] | None = None
+) -> Recorder:
     """Open the store, load the signing key and the model of ``settings`` (blocking; seconds).
 
     Raises ``KeyFileError`` (no/ambiguous signing key), ``StoreError`` (database) or
@@ -65,7 +67,10 @@ def open_recorder(settings: ServiceSettings, *, on_inference: Any = None) -> Rec
     store = Store.open(settings.db_url, settings.images_dir)
     try:
         inspector = Inspector.from_artifact(
-            settings.model_dir, config=service_app_config(settings), threads=settings.threads
+            settings.model_dir,
+            backend=settings.backend,
+            config=service_app_config(settings),
+            threads=settings.threads,
         )
     except Exception:
         store.close()
@@ -105,7 +110,7 @@ class Recorder:
         ledger: Ledger,
         *,
         slots: int = 1,
-        on_inference: Any = None,
+        on_inference: Callable[[float], None] | None = None,
     ) -> None:
         if slots < 1:
             msg = f"slots must be >= 1, got {slots}"

@@ -126,6 +126,8 @@ def build_card(
     ab_p, ab_s = calib["abstain"]["porosity"], calib["abstain"]["spatter"]
     pooled = lowo["pooled_oof"]
     peaks = calib.get("peak_thresholds", {})
+    n_tiles = pooled.get("porosity_tile", {}).get("n")
+    tiles_per_photo = n_tiles / pooled["porosity"]["n"] if n_tiles and pooled["porosity"]["n"] else None
     speed = final.get("speed", {})
     targets = (
         f"Targets (LOWO): presence AUROC >= 0.90 (got {_f(lowo['average'].get('porosity_presence_auroc'))}), "
@@ -147,7 +149,7 @@ with CenterNet-style centre heatmaps for localising pores and spatter droplets.
   `inspection.preprocess` (config stored in `config.json`), normalised with ImageNet mean/std.
 - Training manifest sha256: `{config.provenance.training_manifest_sha256}`; code commit:
   `{config.provenance.git_commit}`; created {config.provenance.created}.
-- Final training: {final.get("epochs")} epochs on all {cfg.data.folds} photos + one-offs, measured
+- Final training: {final.get("epochs")} epochs on all {", ".join(cfg.data.folds)} photos + one-offs, measured
   {_f(final.get("train_minutes"), 1)} min of training on this 2-core CPU (shared machine).
 
 ## Data
@@ -202,12 +204,15 @@ training scores = {_f(final.get("ood_threshold"))}.
 
 ## Speed (torch, CPU, {cfg.threads} threads, this shared machine)
 {_f(speed.get("torch_ms_batch1"), 1)} ms per tile (batch 1), {_f(speed.get("torch_ms_batch4"), 1)} ms per
-batch of 4 tiles (a photo is usually 1 tile at this tile length).
+batch of 4 tiles; a photo is 1-{cfg.preprocess.max_tiles} tiles ({_f(tiles_per_photo, 2)} on average in the
+LOWO validation).
 
-## Backbone comparison (equal wall-time budget per fold, held-out weld01 and weld04)
+## Backbone comparison (short protocol: held-out weld01, 3 epochs x 12 steps x 16 tiles, 96 x 192)
+Timings were taken on the shared, heavily loaded 2-core machine while other jobs ran: they are noisy.
+
 {_runs_table(comparisons)}
 
-## What helped and what did not (LOWO ablations)
+## What helped and what did not (short-protocol ablations, held-out weld01)
 {_runs_table(ablations)}
 
 {cfg.notes}

@@ -155,6 +155,8 @@ def create_ui_router(
         info = None if data is None else state.store.find_api_key(data.key_hash)
         if data is None or info is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            if request.method != "GET":  # a form post cannot be replayed after logging in
+                target = "/ui/inspections"
             location = "/ui/login?" + urlencode({"next": target})
             raise HTTPException(303, "log in first", headers={"Location": location})
         principal = Principal(info.name, info.role, info.station_id)

@@ -12,6 +12,7 @@ from inspection.model.net import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     build_model,
+    fuse_for_inference,
     normalize_tiles,
 )
 from inspection.model.postprocess import OodStats
@@ -90,3 +91,19 @@ def test_normalize_tiles_matches_mean_std(rng: np.random.Generator) -> None:
     assert x[1, 0, 2, 3] == pytest.approx(expected, abs=1e-5)
     with pytest.raises(ValueError, match="uint8"):
         normalize_tiles(tiles.astype(np.float32), IMAGENET_MEAN, IMAGENET_STD)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("arch", ["tiny", "mobilenet_v3_large"])
+def test_fuse_for_inference_keeps_outputs_and_removes_batch_norm(arch: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(arch, embed_dim=16)
+    with torch.no_grad():  # non-trivial running statistics
+        model(torch.randn(4, 3, 32, 64) * 2 + 0.5)
+    model.eval()
+    fused = fuse_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()), "the original is untouched"
+    x = torch.randn(2, 3, 32, 64)
+    with torch.inference_mode():
+        for a, b in zip(model(x), fused(x), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

@@ -136,6 +136,7 @@ def test_overlay_png_has_image_size(client: TestClient, keys: Keys) -> None:
     r = client.get(created["overlay_url"], headers=auth(keys.s1))
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     img = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None, "overlay is not a decodable PNG"
     assert img.shape[1] == created["result"]["width"]  # the header band adds rows above the photo
     assert img.shape[0] >= created["result"]["height"]
 
