@@ -163,12 +163,18 @@ class Inspector:
         cls,
         path: Path | str | None = None,
         *,
-        backend: str = "torch",
+        backend: str = "auto",
         config: AppConfig | None = None,
         threads: int | None = None,
     ) -> Inspector:
-        """Load a model artifact directory (None = the shipped default model)."""
+        """Load a model artifact directory (None = the shipped default model).
+
+        ``backend``: ``torch``, ``onnx``, or ``auto`` (onnxruntime when the artifact ships a
+        ``model.onnx``, which is faster on CPU; torch otherwise).
+        """
         directory = default_model_dir() if path is None else Path(path)
+        if backend == "auto":
+            backend = "onnx" if (directory / "model.onnx").is_file() else "torch"
         grader = Grader.load(directory, backend=backend, threads=threads)  # type: ignore[arg-type]
         return cls(grader, config, config_sha256=sha256_file(directory / CONFIG_FILE))
 

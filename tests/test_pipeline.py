@@ -156,3 +156,17 @@ def test_standards_use_context(inspector: Inspector, weld_image: np.ndarray) -> 
     full = inspector.inspect(weld_image, ctx)
     assert full.standards is not None and full.standards.assessable
     assert full.standards.level_reached in {"B", "C", "D", "below D"}
+
+
+def test_auto_backend_prefers_shipped_onnx(tmp_path: Path, weld_image: np.ndarray) -> None:
+    from inspection.model.onnx import export_onnx
+
+    directory = make_tiny_artifact(tmp_path / "m")
+    assert Inspector.from_artifact(directory).grader.backend == "torch"
+    torch_result = Inspector.from_artifact(directory).inspect(weld_image)
+    export_onnx(directory)
+    onnx_inspector = Inspector.from_artifact(directory)
+    assert onnx_inspector.grader.backend == "onnx"
+    onnx_result = onnx_inspector.inspect(weld_image)
+    assert torch_result.porosity is not None and onnx_result.porosity is not None
+    np.testing.assert_allclose(torch_result.porosity.probs, onnx_result.porosity.probs, atol=1e-4)

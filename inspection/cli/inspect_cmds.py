@@ -42,7 +42,9 @@ def inspect_cmd(
     model: Path | None = typer.Option(
         None, "--model", help="Model artifact folder (default: the shipped model)."
     ),
-    backend: str = typer.Option("torch", "--backend", help="torch or onnx."),
+    backend: str = typer.Option(
+        "auto", "--backend", help="torch, onnx, or auto (onnx when the model ships model.onnx)."
+    ),
 ) -> None:
     """Inspect one image and print the result as JSON (grades, findings, standards, advice)."""
     from inspection.ingest import IngestError

@@ -41,7 +41,9 @@ def score_cmd(
     station: str | None = typer.Option(
         None, "--station", help="Station id for evidence records and the signing key."
     ),
-    backend: str = typer.Option("torch", "--backend", help="torch or onnx."),
+    backend: str = typer.Option(
+        "auto", "--backend", help="torch, onnx, or auto (onnx when the model ships model.onnx)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Score images into a results file. Exit code 0: all scored; 3: some errors; 2: bad usage."""

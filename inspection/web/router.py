@@ -52,6 +52,8 @@ STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; char
 PAGE_SIZE = 25
 AUTO_VERIFY_MAX_RECORDS = 5000
 """The evidence page verifies the whole chain by itself up to this many records (else on request)."""
+VERIFY_CACHE_S = 600
+"""A chain verification is reused for this long while the ledger head is unchanged ("Verify now" forces)."""
 REVIEW_ROLES = ("auditor", "admin")
 NEEDS_REVIEW = {"": None, "yes": True, "no": False}
 BUCKETS = {"day": "per UTC day", "count": "per N inspections"}
@@ -555,8 +557,13 @@ def create_ui_router(
         head = head_record(state.store)
         key = None if head is None else (head.seq, head.record_hash)
         with verify_cache.lock:
-            fresh = verify_cache.report is not None and verify_cache.head == key
-            if not fresh and (force or head is None or head.seq <= AUTO_VERIFY_MAX_RECORDS):
+            fresh = (
+                verify_cache.report is not None
+                and verify_cache.head == key
+                and verify_cache.at is not None
+                and (datetime.now(UTC) - verify_cache.at).total_seconds() < VERIFY_CACHE_S
+            )
+            if force or (not fresh and (head is None or head.seq <= AUTO_VERIFY_MAX_RECORDS)):
                 t0 = time.perf_counter()
                 verify_cache.report = verify_store(state.store)
                 verify_cache.seconds = time.perf_counter() - t0

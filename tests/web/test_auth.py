@@ -215,3 +215,20 @@ def test_a_post_without_session_redirects_to_login_without_replaying_it(
     )
     assert r.status_code == 303
     assert r.headers["location"] == "/ui/login?next=%2Fui%2Finspections"
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/ui/static/ui.css", 200), ("/ui/static/ui.js", 200), ("/ui/static/..%2Frouter.py", 404),
+     ("/ui/static/nope.css", 404)],
+)  # fmt: skip
+def test_static_files_need_no_login_and_stay_in_their_folder(
+    client: TestClient, path: str, status: int
+) -> None:
+    assert client.get(path).status_code == status
+
+
+@pytest.mark.parametrize("path", ["/ui", "/ui/"])
+def test_root_redirects_to_the_inspections(client: TestClient, path: str) -> None:
+    r = client.get(path, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/ui/inspections"

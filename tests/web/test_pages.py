@@ -272,3 +272,31 @@ def test_evidence_page_verifies_and_exports_a_bundle(client: TestClient, web_key
     )
     assert backwards.status_code == 422
     assert client.post("/ui/evidence/export", data={"serial": "M-2"}).status_code == 403  # no CSRF token
+
+
+def test_verify_now_rechecks_even_when_the_head_did_not_move(
+    client: TestClient, web_keys: Keys, seeded: list[str], web_settings: ServiceSettings
+) -> None:
+    from sqlalchemy import update
+
+    from inspection.store.models import EvidenceRecordRow
+
+    login(client, web_keys.auditor)
+    assert 'id="ledger-status">chain verified' in client.get("/ui/evidence").text  # cached from now on
+    with Store.open(web_settings.db_url, web_settings.images_dir) as store:
+        with store.session() as s:
+            original = s.get(EvidenceRecordRow, 1).payload  # type: ignore[union-attr]
+        with store.write() as s:
+            s.execute(
+                update(EvidenceRecordRow).where(EvidenceRecordRow.seq == 1).values(payload=original + " ")
+            )
+        try:
+            assert "chain verified" in client.get("/ui/evidence").text  # same head: the cached result
+            html = client.post("/ui/evidence/verify", data={"csrf_token": csrf(client, "/ui/evidence")}).text
+            assert "chain verified" not in html
+            assert "First bad record" in html and "#1" in html and "hash_mismatch" in html
+        finally:
+            with store.write() as s:
+                s.execute(
+                    update(EvidenceRecordRow).where(EvidenceRecordRow.seq == 1).values(payload=original)
+                )
