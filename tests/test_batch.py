@@ -175,8 +175,9 @@ def test_ledger_writes_verifiable_evidence(
     monkeypatch.setenv("WELDINSPECT_HOME", str(tmp_path / "home"))
     assert runner.invoke(app, ["keys", "init", "--station", "S1"]).exit_code == 0
     out = tmp_path / "r.jsonl"
-    argv = ["score", str(seam_folder), "--glob", "seam_*.jpg", "--out", str(out), "--model", str(tiny_model_dir),
-            "--workers", "0", "--quiet", "--ledger", "default", "--station", "S1", "--batch-size", "4"]  # fmt: skip
+    argv = ["score", str(seam_folder), "--glob", "seam_*.jpg", "--out", str(out),
+            "--model", str(tiny_model_dir), "--workers", "0", "--quiet", "--ledger", "default",
+            "--station", "S1", "--batch-size", "4"]  # fmt: skip
     res = runner.invoke(app, argv)
     assert res.exit_code == 0, res.output
     recs = _records(out)

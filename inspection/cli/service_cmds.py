@@ -95,8 +95,8 @@ def serve_cmd(
     key_id: str | None = typer.Option(
         None, "--key-id", help="Evidence signing key id (overrides --station)."
     ),
-    slots: int = typer.Option(1, "--slots", help="Images that run the model at once (others queue)."),
-    threads: int | None = typer.Option(None, "--threads", help="Torch threads (default: torch's)."),
+    slots: int = typer.Option(2, "--slots", help="Images inspected at once (others queue); ~1 per core."),
+    threads: int = typer.Option(1, "--threads", help="Torch / onnxruntime threads per inspection."),
     graceful_s: int = typer.Option(30, "--graceful-timeout", help="Seconds to finish requests on SIGTERM."),
     write_openapi: Path | None = typer.Option(
         None, "--write-openapi", help="Write the OpenAPI document to this path and exit."

@@ -84,9 +84,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.state.metrics = metrics
     app.state.service = None
     app.include_router(routes.router)
-    from inspection.web import create_ui_router  # the dashboard under /ui (imports routes: keep it here)
+    if settings.dashboard:
+        from inspection.web import create_ui_router  # the dashboard under /ui (imports routes: keep it here)
 
-    app.include_router(create_ui_router())
+        app.include_router(create_ui_router())
 
     @app.exception_handler(AuthError)
     async def _auth_error(_request: Request, exc: AuthError) -> Response:

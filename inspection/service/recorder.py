@@ -99,8 +99,9 @@ def service_app_config(settings: ServiceSettings) -> AppConfig:
 class Recorder:
     """Inspects images with one :class:`Inspector` and records them in one :class:`Store`.
 
-    ``slots`` bounds how many images run the model at once (decoding and preprocessing run
-    outside the bound); ``on_inference`` is called with each image's inference seconds.
+    ``slots`` bounds how many images are inspected (decode, preprocessing, model) at once; the
+    others wait in turn, so a burst does not slow every request down together. Use about one slot
+    per CPU core with one model thread each. ``on_inference`` gets each image's inspection seconds.
     """
 
     def __init__(
@@ -140,9 +141,9 @@ class Recorder:
 
     def inspect(self, data: bytes, context: InspectionContext | None, *, name: str) -> InspectionResult:
         """Run the pipeline on encoded bytes (raises ``IngestError`` for unreadable images)."""
-        t0 = time.perf_counter()
-        prepared = prepare(data, self.inspector.prepare_config, name=name, context=context)
         with self._slots:
+            t0 = time.perf_counter()
+            prepared = prepare(data, self.inspector.prepare_config, name=name, context=context)
             result = self.inspector.finish([prepared])[0].result
         if self._on_inference is not None:
             self._on_inference(time.perf_counter() - t0)

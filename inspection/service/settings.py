@@ -21,8 +21,9 @@ class ServiceSettings:
       directory holds several (see :func:`inspection.evidence.keys.load_signer`).
     * ``max_upload_bytes``: largest accepted image upload (bytes); ``max_pixels``: largest image
       (width x height, checked from the header before decoding).
-    * ``inference_slots``: how many inspections run the model at once (the rest queue); ``threads``:
-      torch intra-op threads (None = torch's default).
+    * ``inference_slots``: how many images are inspected at once (the rest queue; about one per CPU
+      core); ``threads``: torch / onnxruntime threads per inference (None = the library default).
+    * ``dashboard``: mount the ``/ui`` pages of :mod:`inspection.web` (default True).
     * ``app_config``: the typed configuration (quality gate, preprocessing, ...).
     """
 
@@ -35,8 +36,9 @@ class ServiceSettings:
     signing_station: str | None = None
     max_upload_bytes: int = 25 * 1024 * 1024
     max_pixels: int = 50_000_000
-    inference_slots: int = 1
-    threads: int | None = None
+    inference_slots: int = 2
+    threads: int | None = 1
+    dashboard: bool = True
     app_config: AppConfig = field(default_factory=AppConfig)
 
     def __post_init__(self) -> None:

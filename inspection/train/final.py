@@ -140,7 +140,7 @@ def run_final(
     flat = flat_metrics(lowo)
     welds = sorted({s.group for s in samples if s.group in cfg.data.folds})
     config = ModelConfig(
-        name=cfg.name if cfg.name == "weld-grader" else "weld-grader",
+        name=cfg.resolve(cfg.artifact_root).name,
         version=cfg.version,
         arch=cfg.arch,
         width_mult=cfg.width_mult,

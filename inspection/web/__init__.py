@@ -6,12 +6,15 @@ docs/dashboard.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 __all__ = ["create_ui_router"]
 
 
-def create_ui_router(**kwargs: Any) -> Any:
+def create_ui_router(**kwargs: Any) -> APIRouter:
     """The ``/ui`` APIRouter (see :func:`inspection.web.router.create_ui_router`)."""
     from inspection.web.router import create_ui_router as create
 

@@ -44,6 +44,31 @@ def review_queue(
     return [r for r in records if r is not None], int(total)
 
 
+def latest_reviews(store: Store, inspection_ids: list[str]) -> dict[str, repo.ReviewInfo]:
+    """The latest review of each of ``inspection_ids`` that has one (the final grades)."""
+    if not inspection_ids:
+        return {}
+    out: dict[str, repo.ReviewInfo] = {}
+    with store.session() as s:
+        rows = s.scalars(
+            select(ReviewRow)
+            .where(ReviewRow.inspection_id.in_(inspection_ids))
+            .order_by(ReviewRow.created_at, ReviewRow.id)
+        )
+        for row in rows:  # later reviews overwrite earlier ones
+            out[row.inspection_id] = repo.ReviewInfo(
+                row.id,
+                row.inspection_id,
+                row.reviewer,
+                row.porosity_grade,
+                row.spatter_grade,
+                row.comment,
+                row.evidence_seq,
+                as_utc(row.created_at),
+            )
+    return out
+
+
 @dataclass(frozen=True)
 class MachineSummary:
     """One machine with its inspection count, last inspection time and defect rates (fractions)."""

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -129,7 +129,7 @@ def _safe_next(value: str | None) -> str:
 
 def create_ui_router(
     *, secret: bytes | None = None, secure_cookies: bool | None = None, session_ttl_s: int = 12 * 3600
-) -> Any:
+) -> APIRouter:
     """The ``/ui`` router (a :class:`fastapi.APIRouter`).
 
     ``secret`` signs session cookies and CSRF tokens (>= 32 bytes; default: random per process, so
@@ -334,16 +334,19 @@ def create_ui_router(
         except ValueError as exc:
             return render(
                 request, "inspections.html", user, status=422, form=form, error=str(exc), items=[], total=0,
-                page=1, pages=1, query="",
+                page=1, pages=1, query="", reviewed={},
             )  # fmt: skip
+        from inspection.web.queries import latest_reviews
+
         result = user.state.store.list_inspections(
             filters, Page(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
         )
         pages = max(1, -(-result.total // PAGE_SIZE))
         query = urlencode({k: v for k, v in form.items() if v})
+        reviewed = latest_reviews(user.state.store, [r.id for r in result.items])
         return render(
             request, "inspections.html", user, form=form, error="", items=result.items, total=result.total,
-            page=page, pages=pages, query=query,
+            page=page, pages=pages, query=query, reviewed=reviewed,
         )  # fmt: skip
 
     @router.get("/inspections/{inspection_id}", response_class=HTMLResponse)
@@ -546,7 +549,8 @@ def create_ui_router(
         logger.info(
             "%s recomputed outcomes of %s: %d backfilled, %d outcomes", user.principal.name, serial, added, n
         )
-        return RedirectResponse(f"/ui/machines/{serial}?{urlencode({'recomputed': n})}", status_code=303)
+        location = f"/ui/machines/{quote(serial, safe='')}?{urlencode({'recomputed': n})}"
+        return RedirectResponse(location, status_code=303)
 
     # ---- evidence -------------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ def _cfg(tmp: Path, **kw: object) -> TrainConfig:
         "threads": 1,
         "embed_dim": 16,
         "output_dir": str(tmp / "runs"),
-        "artifact_root": str(tmp / "models"),
+        "artifact_root": str(tmp / "models" / "weld-grader"),
         "preprocess": SMALL_PRE.model_dump(),
         "data": {"folds": ["weldA", "weldB"], "cache_scale": 2.0},
         "spatter": {"mm_per_px": 0.5},
@@ -75,10 +75,15 @@ def test_lowo_then_final_artifact_round_trip(tmp_path: Path, samples: list[Strip
     final = run_final(final_cfg, samples, info, command="pytest")
     art = Path(final["artifact"])
     model, config, model_info = load_artifact(art)
+    assert config.name == "weld-grader" and art.name == "0.0.1"
     assert model_info.sha256 == final["artifact_sha256"]
     assert config.temperatures.porosity == pytest.approx(calib["temperatures"]["porosity"])
     assert config.input.strip_height == SMALL_PRE.strip_height
-    assert int(model.ood_count) == len(samples)
+    from inspection.data.torch_dataset import TileDataset
+    from inspection.train.run import dataset_options
+
+    n_tiles = len(TileDataset(samples, dataset_options(final_cfg), train=False))
+    assert int(model.ood_count) == n_tiles >= len(samples)  # OOD statistics over every eval tile
     assert (art / "MODEL_CARD.md").read_text().startswith("# Model card")
     out = model(torch.zeros(1, 3, SMALL_PRE.strip_height, SMALL_PRE.tile_length))
     assert out.heatmap_logits.shape == (1, 2, SMALL_PRE.strip_height // 8, SMALL_PRE.tile_length // 8)

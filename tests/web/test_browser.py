@@ -152,6 +152,12 @@ def test_auditor_walkthrough(demo: tuple[str, Keys, list[str]], browser: Any) ->
         assert "Review of" in page.inner_text("[role=status]")
         assert page.locator(".queueitem").count() == n_queued - 1
 
+        page.goto("/ui/inspections?needs_review=yes")
+        assert "reviewed 2/" in page.inner_text("#inspections")  # the final grades show in the list
+        page.goto("/ui/machines")
+        assert page.locator("#machines tbody tr").count() == 2
+        _shot(page, "machines")
+
         # machine page: four control charts, the parameter history and the outcome of the advice
         page.goto(f"/ui/machines/{HISTORY_SERIAL}")
         charts = page.locator("#charts svg")

@@ -173,6 +173,8 @@ def test_review_queue_review_and_manifest_export(
     )  # fmt: skip
     assert r.status_code == 303 and r.headers["location"].startswith("/ui/reviews?done=")
     assert seeded[3] not in client.get("/ui/reviews").text.split('role="status"')[-1]  # left the queue
+    listed = client.get("/ui/inspections", params={"station": "S2"}).text
+    assert "reviewed 3/–" in listed  # the final grades (spatter left not gradable) show in the list
     detail = client.get(f"/ui/inspections/{seeded[3]}").text
     assert "pores at start" in detail and "auditor" in detail
 
