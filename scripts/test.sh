@@ -20,12 +20,23 @@ ensure_postgres() {
   fi
   if command -v pg_ctlcluster >/dev/null 2>&1; then
     ver=$(ls /etc/postgresql 2>/dev/null | head -n1)
+    hba="/etc/postgresql/$ver/main/pg_hba.conf"
+    # a fresh Debian cluster uses peer/password auth; the tests connect as postgres over loopback
+    # without a password, so allow exactly that (loopback only) before starting it
+    if [ -n "$ver" ] && [ -w "$hba" ] && ! grep -Eq '^host +all +all +127\.0\.0\.1/32 +trust' "$hba"; then
+      { echo "local all all trust"; echo "host all all 127.0.0.1/32 trust"; echo "host all all ::1/128 trust"; \
+        cat "$hba"; } > "$hba.new" && mv "$hba.new" "$hba" && chown postgres: "$hba" 2>/dev/null || true
+    fi
     [ -n "$ver" ] && pg_ctlcluster --skip-systemctl-redirect "$ver" main start >/dev/null 2>&1 || true
+    [ -n "$ver" ] && pg_ctlcluster --skip-systemctl-redirect "$ver" main reload >/dev/null 2>&1 || true
     for _ in $(seq 1 20); do pg_up && break; sleep 0.5; done
     if pg_up; then
       psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname='test'" 2>/dev/null | grep -q 1 \
         || psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE test" >/dev/null 2>&1 || true
-      echo "PostgreSQL: started"; return 0
+      if psql -h 127.0.0.1 -U postgres -d test -tc "SELECT 1" >/dev/null 2>&1; then
+        echo "PostgreSQL: started"; return 0
+      fi
+      echo "!!!!!!!! PostgreSQL started but database 'test' is not reachable as postgres@127.0.0.1 !!!!!!!!"
     fi
   fi
   echo "!!!!!!!! PostgreSQL could not be installed or started: tests marked 'postgres' WILL BE SKIPPED !!!!!!!!"

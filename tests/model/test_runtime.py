@@ -137,9 +137,9 @@ def test_shipped_model_torch_and_onnx_agree_on_samples(repo_root: Path) -> None:
     from inspection.preprocess import preprocess
 
     exts = {".jpg", ".jpeg", ".png"}
-    samples = sorted(p for p in (repo_root / "data" / "samples").glob("*") if p.suffix.lower() in exts)[:8]
-    if not samples:
-        pytest.skip("no bundled samples in data/samples")
+    folder = repo_root / "data" / "samples" / "images"
+    samples = sorted(p for p in folder.glob("*") if p.suffix.lower() in exts)[:8]
+    assert len(samples) == 8, f"expected the bundled sample photos in {folder}"
 
     torch_grader = Grader.load(model_dir, backend="torch")
     cfg = torch_grader.config.preprocess_config()
