@@ -64,7 +64,12 @@ class SpatterSection(_Section):
 
 
 class LossSection(_Section):
-    """Loss weights: CORAL heads, CenterNet focal heatmap loss and size regression."""
+    """Loss weights: CORAL heads, CenterNet focal heatmap loss and size regression.
+
+    ``balance_porosity``: draw training photos class-balanced on the porosity grade;
+    ``balance_groups``: also give every weld group the same total weight (see
+    :meth:`inspection.data.torch_dataset.TileDataset.sample_weights`).
+    """
 
     porosity_ordinal: float = Field(1.0, ge=0)
     spatter_ordinal: float = Field(1.0, ge=0)
@@ -73,6 +78,7 @@ class LossSection(_Section):
     focal_alpha: float = Field(2.0, ge=0)
     focal_beta: float = Field(4.0, ge=0)
     balance_porosity: bool = True
+    balance_groups: bool = False
 
 
 class CalibrationSection(_Section):

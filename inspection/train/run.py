@@ -139,14 +139,15 @@ def make_datasets(
 
 
 def make_loader(ds: TileDataset, cfg: TrainConfig, epoch: int, *, balanced: bool) -> DataLoader[Any]:
-    """Epoch loader: class-balanced sampling with replacement (training) or in order (eval)."""
+    """Epoch loader: class-balanced (and, with ``loss.balance_groups``, group-balanced) sampling with
+    replacement (training) or in order (eval)."""
     if not ds.train:
         return DataLoader(ds, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate)
     ds.set_epoch(epoch)
     gen = torch.Generator().manual_seed(cfg.seed * 1009 + epoch)
     n = cfg.steps_per_epoch * cfg.batch_size if cfg.steps_per_epoch else len(ds)
     if balanced:
-        weights = torch.as_tensor(ds.sample_weights(), dtype=torch.double)
+        weights = torch.as_tensor(ds.sample_weights(by_group=cfg.loss.balance_groups), dtype=torch.double)
         sampler: Any = WeightedRandomSampler(
             weights,  # type: ignore[arg-type]
             num_samples=n,

@@ -168,3 +168,29 @@ def test_eval_preset_scales_boxes_by_cache_scale() -> None:
 def test_presets_reject_bad_geometry() -> None:
     with pytest.raises(ValueError, match="scale_range"):
         train_preset(AugmentSection(scale_range=(1.2, 0.8)), strip_height=H, tile_length=W, cache_scale=2.0)
+
+
+def _weighted(samples: list[StripSample], spec: list[tuple[str, int]]) -> list[StripSample]:
+    """Copies of ``samples[0]`` with the given (group, grade) pairs."""
+    from dataclasses import replace
+
+    return [replace(samples[0], key=f"s{i}", group=g, grade=k) for i, (g, k) in enumerate(spec)]
+
+
+def test_sample_weights_balance_grades_and_optionally_groups(samples: list[StripSample]) -> None:
+    # weld "big" has 6 photos (5 grade 0, 1 grade 2), weld "small" 2 photos (both grade 1)
+    spec = [("big", 0)] * 5 + [("big", 2)] + [("small", 1)] * 2
+    ds = _train_ds(_weighted(samples, spec))
+    by_grade = ds.sample_weights()
+    grades = np.array([k for _, k in spec])
+    per_grade = [by_grade[grades == k].sum() for k in (0, 1, 2)]
+    np.testing.assert_allclose(per_grade, [1 / 3] * 3)  # each grade present drawn equally
+    assert by_grade.sum() == pytest.approx(1.0)
+
+    by_group = ds.sample_weights(by_group=True)
+    groups = np.array([g for g, _ in spec])
+    assert by_group[groups == "big"].sum() == pytest.approx(0.5)
+    assert by_group[groups == "small"].sum() == pytest.approx(0.5)  # 2 photos weigh as much as 6
+    big = (groups == "big") & (grades == 0)
+    assert by_group[big].sum() == pytest.approx(by_group[(groups == "big") & (grades == 2)].sum())
+    assert not np.allclose(by_group, by_grade)
