@@ -18,6 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, required=True, help="training config YAML")
     parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoints")
     parser.add_argument(
+        "--card-only",
+        action="store_true",
+        help="final configs: rewrite the artifact's MODEL_CARD.md from the runs as they are (no training)",
+    )
+    parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=YAML", help="override a top-level key"
     )
     args = parser.parse_args(argv)
@@ -44,6 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(
         [".venv/bin/python", "scripts/train.py", *(argv if argv is not None else sys.argv[1:])]
     )
+    if args.card_only:
+        from inspection.train.final import rebuild_card
+
+        try:
+            print(rebuild_card(cfg))
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
     try:
         summary = run_training(cfg, resume=args.resume, command=command)
     except DataMissingError as exc:

@@ -106,6 +106,21 @@ def _runs_table(runs: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _protocol(runs: dict[str, dict[str, Any]]) -> str:
+    """How the short runs were made, from their own records (held-out welds, epochs)."""
+    if not runs:
+        return "no runs"
+    folds = sorted({f for m in runs.values() for f in m.get("folds", [])})
+    epochs = sorted({int(e) for m in runs.values() for e in [m.get("epochs")] if isinstance(e, int | float)})
+    where = f"held-out {', '.join(folds)}" if folds else "held-out welds"
+    return f"{where}, {'/'.join(map(str, epochs))} epochs" if epochs else where
+
+
+def _sum(*values: Any) -> float | None:
+    nums = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    return sum(nums) if len(nums) == len(values) else None
+
+
 def _abstain_row(head: str, a: dict[str, Any]) -> str:
     return (
         f"| {head} | {_f(a['max_p_defect_for_zero'])} | {_f(a['min_confidence'])} | "
@@ -129,6 +144,7 @@ def build_card(
     n_tiles = pooled.get("porosity_tile", {}).get("n")
     tiles_per_photo = n_tiles / pooled["porosity"]["n"] if n_tiles and pooled["porosity"]["n"] else None
     speed = final.get("speed", {})
+    total_minutes = _sum(lowo.get("total_minutes"), final.get("train_minutes"))
     targets = (
         f"Targets (LOWO): presence AUROC >= 0.90 (got {_f(lowo['average'].get('porosity_presence_auroc'))}), "
         f"porosity QWK >= 0.65 (got {_f(lowo['average'].get('porosity_qwk'))}), "
@@ -207,12 +223,12 @@ training scores = {_f(final.get("ood_threshold"))}.
 batch of 4 tiles; a photo is 1-{cfg.preprocess.max_tiles} tiles ({_f(tiles_per_photo, 2)} on average in the
 LOWO validation).
 
-## Backbone comparison (short protocol: held-out weld01, 3 epochs x 12 steps x 16 tiles, 96 x 192)
-Timings were taken on the shared, heavily loaded 2-core machine while other jobs ran: they are noisy.
+## Backbone comparison (short protocol: {_protocol(comparisons)}, 96 x 192)
+Timings were taken on the shared 2-core machine while other jobs ran: they are noisy.
 
 {_runs_table(comparisons)}
 
-## What helped and what did not (short-protocol ablations, held-out weld01)
+## What helped and what did not (short-protocol ablations: {_protocol(ablations)})
 {_runs_table(ablations)}
 
 {cfg.notes}
@@ -227,9 +243,12 @@ Timings were taken on the shared, heavily loaded 2-core machine while other jobs
 
 ## Reproduce
 ```
-.venv/bin/python scripts/train.py --config scripts/configs/lowo.yaml
+{lowo.get("command") or ".venv/bin/python scripts/train.py --config scripts/configs/lowo.yaml"}
 {config.provenance.command or ".venv/bin/python scripts/train.py --config scripts/configs/final.yaml"}
 ```
+LOWO validation took {_f(lowo.get("total_minutes"), 1)} min and the final training
+{_f(final.get("train_minutes"), 1)} min here: {_f(total_minutes, 1)} min from scratch to the shipped model
+(target: at most 60).
 (equivalently `weldinspect train --config <cfg>.yaml`; the cache of preprocessed strips goes to
 `runs/cache/`, runs to `runs/<name>/`.)
 """

@@ -208,3 +208,34 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, np.generic):
         return _json_safe(value.item())
     return value
+
+
+def rebuild_card(cfg: TrainConfig) -> Path:
+    """Rewrite ``MODEL_CARD.md`` of the artifact that ``cfg`` (mode ``final``) produced, from its
+    ``config.json`` and ``metrics.json``, the LOWO run and the comparison/ablation runs as they are
+    now (for runs that finished after the final training). The weights are not touched, so the
+    model's sha256 and every evidence record that names it stay valid. Returns the card's path."""
+    from inspection.model.artifact import CARD_FILE, METRICS_FILE, read_config
+
+    if cfg.calibration_from is None:
+        msg = "rebuilding a model card needs calibration_from: the LOWO run the model was calibrated on"
+        raise CalibrationMissingError(msg)
+    out_dir = cfg.resolve(cfg.artifact_root) / cfg.version
+    metrics_path = out_dir / METRICS_FILE
+    if not metrics_path.is_file():
+        msg = f"{metrics_path} does not exist: train the final model first (mode 'final')"
+        raise FileNotFoundError(msg)
+    config = read_config(out_dir)
+    summary = json.loads(metrics_path.read_text())
+    lowo = load_lowo(cfg.resolve(cfg.calibration_from))
+    comparisons = load_run_summaries([cfg.resolve(Path(p)) for p in cfg.comparison_runs])
+    ablations = load_run_summaries([cfg.resolve(Path(p)) for p in cfg.ablation_runs])
+    card = build_card(cfg, config, lowo, summary, comparisons, ablations)
+    path = out_dir / CARD_FILE
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(card)
+    tmp.replace(path)
+    log.info(
+        "model card rewritten: %s (%d comparisons, %d ablations)", path, len(comparisons), len(ablations)
+    )
+    return path

@@ -503,6 +503,7 @@ def run_lowo(cfg: TrainConfig, samples: list[StripSample], *, resume: bool = Fal
     summary = {
         "arch": cfg.arch,
         "folds": folds,
+        "epochs": cfg.epochs,
         "per_fold": per_fold,
         "pooled_oof": pooled,
         "pooled_oof_uncalibrated_nll_note": "temperature 1.0 metrics for comparison",
@@ -567,5 +568,6 @@ def run_training(cfg: TrainConfig, *, resume: bool = False, command: str = "") -
         summary = run_final(cfg, samples, info, resume=resume, command=command)
     summary["total_minutes"] = (time.perf_counter() - t0) / 60.0
     summary["manifest_sha256"] = info.manifest_sha256
+    summary["command"] = command
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     return summary

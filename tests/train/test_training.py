@@ -85,6 +85,19 @@ def test_lowo_then_final_artifact_round_trip(tmp_path: Path, samples: list[Strip
     n_tiles = len(TileDataset(samples, dataset_options(final_cfg), train=False))
     assert int(model.ood_count) == n_tiles >= len(samples)  # OOD statistics over every eval tile
     assert (art / "MODEL_CARD.md").read_text().startswith("# Model card")
+
+    # a comparison run that finishes after the final training: rewrite the card, keep the weights
+    from inspection.train.final import rebuild_card
+
+    late = tmp_path / "runs" / "compare-late"
+    late.mkdir(parents=True)
+    late_metrics = {"arch": "tiny", "folds": ["weldB"], "epochs": 6, "average": {"porosity_qwk": 0.123}}
+    (late / "metrics.json").write_text(json.dumps(late_metrics))
+    weights_before = (art / "model.safetensors").read_bytes()
+    card = rebuild_card(final_cfg.model_copy(update={"comparison_runs": (str(late),)})).read_text()
+    assert "| compare-late | tiny | weldB | 0.123 |" in card
+    assert "held-out weldB, 6 epochs" in card
+    assert (art / "model.safetensors").read_bytes() == weights_before
     out = model(torch.zeros(1, 3, SMALL_PRE.strip_height, SMALL_PRE.tile_length))
     assert out.heatmap_logits.shape == (1, 2, SMALL_PRE.strip_height // 8, SMALL_PRE.tile_length // 8)
 
