@@ -708,11 +708,19 @@ def ledger_hook(
     ``db`` is a database URL, or ``default`` for the local store (``StoreConfig``). The signing
     key is the station's newest key in the store's key directory (``weldinspect keys init``).
     Raises ValueError (usage) when the store cannot be opened or no key exists.
+
+    Outcome tracking (:class:`inspection.tracking.OutcomeTracker`): each batch's advice is ranked
+    with the store's per-rule outcome stats (read once, then cached until an outcome changes);
+    after the batch is recorded its parameter changes go into the ``recommendations`` table and
+    the outcomes of the batch's machines are recomputed, once per machine per batch.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
     from inspection.evidence.keys import KeyFileError, load_signer
     from inspection.evidence.ledger import InspectionToRecord, Ledger, record_inspections
     from inspection.store import Store
     from inspection.store.db import StoreError
+    from inspection.tracking import OutcomeTracker, RecordedAdvice
 
     cfg = store_config or StoreConfig()
     url = cfg.db_url if db == "default" else db
@@ -722,9 +730,11 @@ def ledger_hook(
     except (KeyFileError, StoreError) as exc:
         raise ValueError(str(exc)) from exc
     ledger = Ledger(store, signer)
+    outcomes = OutcomeTracker(store)
 
     def hook(batch: Sequence[Graded]) -> list[dict[str, Any]]:
-        recs = [recommendation_for(g.result) for g in batch]
+        stats = outcomes.rule_stats()
+        recs = [recommendation_for(g.result, stats) for g in batch]
         todo = [
             InspectionToRecord(
                 result=g.result,
@@ -735,6 +745,14 @@ def ledger_hook(
             for g, rec in zip(batch, recs, strict=True)
         ]
         written = record_inspections(store, ledger, todo)
+        try:
+            outcomes.record(
+                RecordedAdvice(iid, g.result.context.machine_serial if g.result.context else None, rec)
+                for g, rec, (iid, _) in zip(batch, recs, written, strict=True)
+            )
+        except (SQLAlchemyError, StoreError, LookupError, ValueError):
+            # the batch is committed and its advice is in the signed records: do not fail it
+            log.exception("outcome tracking after a batch of %d failed; use 'Recompute outcomes'", len(batch))
         return [
             {
                 "recommendation": rec,

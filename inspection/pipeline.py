@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from inspection.model.postprocess import combine_tile_probs, decide, decode_peak
 from inspection.model.runtime import Grader, RawPrediction
 from inspection.preprocess import Preprocessed, preprocess, tile_to_source
 from inspection.quality import assess_quality
-from inspection.recommend import recommend
+from inspection.recommend import RuleStats, recommend
 from inspection.standards import assess as assess_standards
 from inspection.types import (
     Defect,
@@ -377,10 +377,16 @@ class Inspector:
         return out
 
 
-def recommendation_for(result: InspectionResult) -> dict[str, Any] | None:
+def recommendation_for(
+    result: InspectionResult, rule_stats: Mapping[str, RuleStats] | None = None
+) -> dict[str, Any] | None:
     """Parameter advice for ``result`` when its context says enough (process, material, thickness
     and the current parameters); None otherwise. A context the expert database cannot use gives
-    ``{"status": "unavailable", "message": ...}`` instead of failing the inspection."""
+    ``{"status": "unavailable", "message": ...}`` instead of failing the inspection.
+
+    ``rule_stats`` (per-rule outcome records, e.g. :func:`inspection.tracking.rule_success` of the
+    store) ranks rules with a poor record lower; callers with a store pass it, the engine stays pure.
+    """
     ctx = result.context
     if (
         ctx is None
@@ -392,7 +398,12 @@ def recommendation_for(result: InspectionResult) -> dict[str, Any] | None:
         return None
     try:
         rec = recommend(
-            result, ctx.params, process=ctx.process, material=ctx.material, thickness_mm=ctx.thickness_mm
+            result,
+            ctx.params,
+            process=ctx.process,
+            material=ctx.material,
+            thickness_mm=ctx.thickness_mm,
+            rule_stats=rule_stats,
         )
     except ValueError as exc:
         return {"status": "unavailable", "message": str(exc)}

@@ -2,15 +2,18 @@
 
 * :func:`store_recommendation` writes the parameter changes of one inspection's recommendation
   (``Recommendation.to_dict()`` output, ``items`` only: the changes to make now) into the
-  ``recommendations`` table. Idempotent per (inspection, rule, parameter). Nothing else in the code
-  base fills that table yet: batch scoring and the service should call it after
+  ``recommendations`` table. Idempotent per (inspection, rule, parameter). The service's recorder
+  and the batch ``--ledger`` hook call it (through :meth:`OutcomeTracker.record`) right after
   :func:`inspection.evidence.ledger.record_inspection`; :func:`backfill_recommendations` fills it
-  from the recommendations already held in the signed inspection records.
+  from the recommendations already held in the signed inspection records (older data, repairs).
 * :func:`update_outcomes` reads each machine's inspection history and the recommendations issued,
   runs :func:`inspection.recommend.outcomes.evaluate_outcomes` and writes one
   ``recommendation_outcomes`` row per recommendation (recomputing updates that row; never a
   duplicate).
 * :func:`rule_success` aggregates the stored outcomes into ``RuleStats`` per rule (for ranking).
+* :class:`OutcomeTracker` ties these together for the callers that record inspections: after
+  each recording it stores the recommendation and recomputes the outcomes of that machine, and it
+  serves the per-rule stats the next recommendation is ranked with from a cache.
 
 Conventions:
 
@@ -29,7 +32,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -360,3 +365,115 @@ def outcomes_summary(outcomes: Sequence[TrackedOutcome]) -> dict[str, int]:
     for t in outcomes:
         counts[t.outcome] = counts.get(t.outcome, 0) + 1
     return counts
+
+
+# ---- keeping it current ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordedAdvice:
+    """One recorded inspection and the recommendation it was recorded with (``to_dict()`` or None)."""
+
+    inspection_id: str
+    machine_serial: str | None
+    recommendation: Mapping[str, Any] | None
+
+
+class OutcomeTracker:
+    """Keeps one store's recommendations, outcomes and per-rule stats current (thread-safe).
+
+    The service's recorder and the batch ``--ledger`` hook each hold one:
+
+    * :meth:`rule_stats` -- ``RuleStats`` per rule for ranking the next recommendation, from a
+      cache. The cache is reloaded (:func:`rule_success`, one query over the recommendations and
+      their outcomes) when an outcome update through this tracker changed a verdict, after
+      :meth:`invalidate`, and when it is older than ``max_age_s`` (which picks up outcomes written
+      by other processes: another service, batch scoring, a dashboard of another process).
+    * :meth:`record` -- after inspections were recorded: store each recommendation's changes
+      (:func:`store_recommendation`), then recompute the outcomes (:func:`update_outcomes`) of
+      each machine among them that has stored recommendations, once per machine per call. A
+      machine without any stored recommendation costs one indexed query.
+    * :meth:`recompute` -- backfill from the evidence records and recompute one machine (the
+      dashboard's *Recompute outcomes* button); needed after reviews change grades.
+
+    ``clock`` (seconds, monotonic) is injectable for tests; keyword arguments ``window``,
+    ``min_samples`` and ``alpha`` go to :func:`update_outcomes`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_age_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+        window: int = 20,
+        min_samples: int = 3,
+        alpha: float = 0.1,
+    ) -> None:
+        if max_age_s <= 0:
+            msg = f"max_age_s must be > 0 seconds, got {max_age_s}"
+            raise ValueError(msg)
+        self.store = store
+        self.max_age_s = float(max_age_s)
+        self._clock = clock
+        self._window, self._min_samples, self._alpha = window, min_samples, alpha
+        self._lock = threading.Lock()
+        self._stats: dict[str, RuleStats] | None = None
+        self._loaded_at = 0.0
+        self._verdicts: dict[str, tuple[tuple[str, str], ...]] = {}
+        self.reloads = 0
+        """How often the stats were read from the store (for tests and logs)."""
+
+    def rule_stats(self) -> dict[str, RuleStats]:
+        """``RuleStats`` per rule id (cached; see the class docstring). Do not mutate the result."""
+        with self._lock:
+            now = self._clock()
+            if self._stats is None or now - self._loaded_at > self.max_age_s:
+                self._stats = rule_success(self.store)
+                self._loaded_at = now
+                self.reloads += 1
+                logger.debug("loaded outcome stats of %d rule(s)", len(self._stats))
+            return self._stats
+
+    def invalidate(self) -> None:
+        """Make the next :meth:`rule_stats` read the store."""
+        with self._lock:
+            self._stats = None
+
+    def record(self, recorded: Iterable[RecordedAdvice]) -> list[OutcomeRecord]:
+        """Store the recommendations of newly recorded inspections, then update their machines' outcomes.
+
+        Returns the outcome records of the machines updated (see :func:`update_outcomes`).
+        """
+        serials: list[str] = []
+        for r in recorded:
+            store_recommendation(self.store, r.inspection_id, r.machine_serial, r.recommendation)
+            if r.machine_serial and r.machine_serial not in serials:
+                serials.append(r.machine_serial)
+        out: list[OutcomeRecord] = []
+        for serial in serials:
+            if self._has_recommendations(serial):
+                out.extend(self._update(serial))
+        return out
+
+    def recompute(self, machine_serial: str) -> tuple[int, list[OutcomeRecord]]:
+        """Backfill ``machine_serial``'s recommendations from the evidence records and recompute its
+        outcomes; returns (inspections backfilled, outcome records)."""
+        added = backfill_recommendations(self.store, machine_serial)
+        return added, self._update(machine_serial)
+
+    def _has_recommendations(self, serial: str) -> bool:
+        with self.store.session() as s:
+            stmt = select(RecommendationRow.id).where(RecommendationRow.machine_serial == serial).limit(1)
+            return s.scalar(stmt) is not None
+
+    def _update(self, serial: str) -> list[OutcomeRecord]:
+        outcomes = update_outcomes(
+            self.store, serial, window=self._window, min_samples=self._min_samples, alpha=self._alpha
+        )
+        verdicts = tuple((o.rule_id, o.outcome) for o in outcomes)
+        with self._lock:
+            if self._verdicts.get(serial) != verdicts:
+                self._verdicts[serial] = verdicts
+                self._stats = None  # a verdict changed (or first update here): reload on next use
+        return outcomes

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from inspection.evidence.ledger import Ledger, record_inspection, record_review
 from inspection.store import Store
 from inspection.store.models import RecommendationOutcomeRow, RecommendationRow
 from inspection.tracking import (
+    OutcomeTracker,
+    RecordedAdvice,
     backfill_recommendations,
     rule_success,
     store_recommendation,
@@ -173,3 +175,112 @@ def test_verdict_is_recovered_from_the_stored_row(
     applied: str | None, worked: bool | None, p: float | None, expected: str
 ) -> None:
     assert verdict(applied, worked, p) == expected
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_tracker_caches_stats_and_reloads_only_when_a_verdict_changes_or_they_age(history: History) -> None:
+    clock = FakeClock()
+    tracker = OutcomeTracker(history.store, max_age_s=60.0, clock=clock)
+    assert tracker.rule_stats() == {} and tracker.reloads == 1
+    for _ in range(4):
+        history.add(2, 25.0)
+    trigger = history.add(2, 25.0)
+    tracker.record([RecordedAdvice(trigger, "M-100", _rec("por-speed", "speed_mm_s", 25.0, 20.0))])
+    assert [r.rule_id for r in history.store.list_recommendations("M-100")] == ["por-speed"]
+    assert tracker.rule_stats()["por-speed"].applied == 0 and tracker.reloads == 2  # first verdict: reload
+    for _ in range(2):
+        tracker.record([RecordedAdvice(history.add(2, 25.0), "M-100", None)])  # still not applied
+    assert tracker.rule_stats()["por-speed"].applied == 0 and tracker.reloads == 2  # unchanged: cached
+    for _ in range(4):
+        tracker.record([RecordedAdvice(history.add(0, 20.0), "M-100", None)])  # applied and it worked
+    stats = tracker.rule_stats()
+    assert (stats["por-speed"].applied, stats["por-speed"].worked) == (1, 1)
+    reloads = tracker.reloads
+    tracker.rule_stats()
+    assert tracker.reloads == reloads
+    clock.t = 61.0  # older than max_age_s: picks up what other processes wrote
+    tracker.rule_stats()
+    assert tracker.reloads == reloads + 1
+    with pytest.raises(ValueError, match="max_age_s"):
+        OutcomeTracker(history.store, max_age_s=0)
+
+
+def test_tracker_skips_machines_without_recommendations(history: History) -> None:
+    tracker = OutcomeTracker(history.store)
+    iid = history.add(2, 25.0)
+    assert tracker.record([RecordedAdvice(iid, "M-100", {"status": "keep_settings", "items": []})]) == []
+    assert history.store.list_recommendations() == []
+    assert _count(history.store, RecommendationOutcomeRow) == 0
+
+
+def test_batch_ledger_hook_ranks_with_stored_stats_and_stores_its_advice(tmp_path: Path) -> None:
+    """`weldinspect score --ledger`: the hook stores each batch's advice, updates the outcomes of
+    the batch's machine, and ranks the next batch's advice with them."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+    from typing import cast
+
+    from inspection.batch import Graded, ScoreItem, ledger_hook
+    from inspection.config import StoreConfig
+    from inspection.evidence.keys import init_key
+    from inspection.pipeline import Inspector
+    from inspection.recommend import RuleStats
+    from tests.recommend.factories import ALONG_WHOLE_SEAM, LASER_PARAMS, pores
+
+    cfg = StoreConfig(home=tmp_path)
+    init_key(cfg.keys_dir, station_id="st-1")
+    hook = ledger_hook(
+        "default", cast(Inspector, SimpleNamespace(config_sha256=CONFIG_SHA)), store_config=cfg
+    )
+    n = 0
+
+    def graded(porosity: int, params: dict[str, Any], *, advise: bool = True) -> Graded:
+        nonlocal n
+        n += 1
+        img = png_bytes(700 + n)
+        res = make_result(img, serial="M-100", porosity=porosity, params=params)
+        res = replace(res, findings=pores(ALONG_WHOLE_SEAM) if porosity else ())
+        if not advise:  # no process in the context: no advice, still part of the history
+            assert res.context is not None
+            res = replace(res, context=replace(res.context, process=None))
+        return Graded(ScoreItem(f"{n}.png", tmp_path / f"{n}.png"), res, img)
+
+    params = dict(LASER_PARAMS)
+    first = hook([graded(2, params)])
+    rec = first[0]["recommendation"]
+    assert rec["status"] == "change" and rec["items"][0]["rule_id"] == "LW-WOBBLE-WIDER"
+    store = Store.open(cfg.db_url, cfg.images_dir)
+    try:
+        (info,) = store.list_recommendations("M-100")
+        assert (info.inspection_id, info.rule_id) == (
+            first[0]["evidence"]["inspection_id"],
+            "LW-WOBBLE-WIDER",
+        )
+        applied = {**params, "wobble_width_mm": rec["items"][0]["new"]}
+        hook([graded(2, applied, advise=False) for _ in range(3)])
+        (tracked,) = tracked_outcomes(store, "M-100")
+        assert (
+            tracked.outcome != "pending" and tracked.applied_inspection_id is not None
+        )  # updated by the hook
+
+        # a record in the store (written by anyone) that widening the wobble keeps failing ...
+        with store.write() as s:
+            s.execute(update(RecommendationOutcomeRow).values(worked=False, p_value=0.9))
+        assert rule_success(store)["LW-WOBBLE-WIDER"] == RuleStats("LW-WOBBLE-WIDER", 1, 1, 0, 1, 0)
+    finally:
+        store.close()
+    # ... ranks that rule lower in the next `score --ledger` run (its hook reads the record once)
+    fresh = ledger_hook(
+        "default", cast(Inspector, SimpleNamespace(config_sha256=CONFIG_SHA)), store_config=cfg
+    )
+    out = fresh([graded(2, params)])[0]["recommendation"]
+    assert "outcome record: 0 worked of 1 evaluated" in next(
+        i["why"] for i in out["items"] + out["alternatives"] if i["rule_id"] == "LW-WOBBLE-WIDER"
+    )

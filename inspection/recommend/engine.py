@@ -9,6 +9,10 @@ e.g. gas flow below 15 L/min: a measured setting is stronger evidence than a gen
 rule's outcome ``ranking_factor`` (0.5..1.5, 1 without a record). Confidence = the rule's prior confidence x
 ``(0.5 + 0.5 * head confidence)`` x the ranking factor, clipped to [0, 1].
 
+A result whose grades are uncertain (``review_reasons``: a head abstained, the quality gate
+failed, out of distribution) gets status ``review`` instead of ``keep_settings`` or a change; when
+only one head abstained and the other found a defect, the advice covers the confident head only.
+
 New values are rounded to the parameter's step and clamped to the intersection of the window and
 the machine limits; a clamp is reported in ``RecommendationItem.clamped``. A change that cannot
 move in its direction (already at a limit) is skipped with a note.
@@ -45,6 +49,9 @@ END_CLUSTER_FRACTION = 0.75
 WHOLE_SEAM_MIN_PORES = 3
 WHOLE_SEAM_MIN_SPAN = 0.5
 """Pattern ``whole_seam`` when >= 3 pores span at least half the seam (and are not end-clustered)."""
+
+DEFECT_HEADS = ("porosity", "spatter")
+"""Head names as used in ``abstain:<head>`` review reasons and in ``Recommendation.grades``."""
 
 PATTERN_BOOST = 1.5
 MATERIAL_BOOST = 2.0
@@ -186,6 +193,25 @@ def recommend(
         )
     if len(graded) < len(grades):
         notes.append(f"not graded: {sorted(set(grades) - set(graded))}; advice covers {sorted(graded)} only")
+    review_reasons, uncertain = review_hold(result, graded)
+    confident = {d: g for d, g in graded.items() if d not in uncertain}
+    if uncertain and not any(g > 0 for g in confident.values()):
+        return Recommendation(
+            status="review",
+            message=(
+                f"{' and '.join(sorted(uncertain))} grade uncertain ({', '.join(review_reasons)}): "
+                "advice waits for a human review of this inspection; do not change settings on this result"
+            ),
+            notes=tuple(notes),
+            review_reasons=review_reasons,
+            **common,
+        )
+    if uncertain:
+        notes.append(
+            f"{' and '.join(sorted(uncertain))} grade uncertain ({', '.join(review_reasons)}); "
+            f"advice covers {sorted(confident)} only, the rest waits for a human review"
+        )
+        graded = confident
     if all(g == 0 for g in graded.values()):
         return Recommendation(
             status="keep_settings",
@@ -249,8 +275,31 @@ def recommend(
         actions=tuple(actions),
         missing=missing_names,
         notes=tuple(notes),
+        review_reasons=review_reasons if uncertain else (),
         **common,
     )
+
+
+def review_hold(
+    result: InspectionResult, graded: Mapping[str, int]
+) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The result's review reasons and the graded heads whose grade they make uncertain.
+
+    ``abstain:<head>`` makes that head's grade uncertain; every other reason (``quality:<reason>``,
+    ``out_of_distribution``, or an unknown code) makes all grades uncertain, and so does
+    ``needs_review`` without any reason.
+    """
+    reasons = tuple(result.review_reasons)
+    if result.needs_review and not reasons:
+        reasons = ("needs_review",)
+    heads: set[str] = set()
+    for code in reasons:
+        kind, _, head = code.partition(":")
+        if kind == "abstain" and head in DEFECT_HEADS:
+            heads.add(head)
+        else:
+            heads.update(graded)
+    return reasons, frozenset(heads & set(graded))
 
 
 def _grade(head: HeadResult | None) -> int | None:

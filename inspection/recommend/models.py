@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-STATUSES = ("change", "keep_settings", "not_graded", "incomplete", "no_advice")
+STATUSES = ("change", "keep_settings", "not_graded", "review", "incomplete", "no_advice")
 """``Recommendation.status`` values (see :class:`Recommendation`)."""
 
 
@@ -148,11 +148,15 @@ class Recommendation:
     """Advice for one inspection.
 
     ``status``: ``change`` (items or actions to do), ``keep_settings`` (all grades 0),
-    ``not_graded`` (no grade available), ``incomplete`` (defects found but the parameters the
-    rules need are missing, see ``missing``), ``no_advice`` (no applicable rule could change
-    anything, e.g. everything already at its limits). ``items`` are the parameter changes to make
-    now (one when ``one_at_a_time``), ``alternatives`` the next ones in rank order; ``actions``
-    the non-parameter tasks. ``compliance`` lists current settings outside the window.
+    ``not_graded`` (no grade available), ``review`` (the grades the advice would rest on are
+    uncertain -- a head abstained, the quality gate failed or the image is out of distribution --
+    so advice waits for a human review; ``review_reasons`` names why), ``incomplete`` (defects
+    found but the parameters the rules need are missing, see ``missing``), ``no_advice`` (no
+    applicable rule could change anything, e.g. everything already at its limits). ``items`` are
+    the parameter changes to make now (one when ``one_at_a_time``), ``alternatives`` the next ones
+    in rank order; ``actions`` the non-parameter tasks. ``compliance`` lists current settings
+    outside the window. ``review_reasons`` holds the result's review reasons that held advice back
+    (also set when a change is advised for the confident head while the other head abstained).
     """
 
     status: str
@@ -171,6 +175,7 @@ class Recommendation:
     window: ParameterWindow | None = None
     db_version: str = ""
     one_at_a_time: bool = True
+    review_reasons: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

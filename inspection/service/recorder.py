@@ -3,6 +3,12 @@
 :meth:`Recorder.submit` = idempotency look-up, inspection (model runs bounded by ``slots``),
 recommendation, then :func:`inspection.evidence.ledger.record_inspection`, which commits the image,
 the inspection row and its evidence record in ONE transaction before this returns.
+
+Outcome tracking (:class:`inspection.tracking.OutcomeTracker`, ``Recorder.outcomes``): the
+recommendation is ranked with the per-rule outcome stats of the store (cached); after a new record
+its parameter changes go into the ``recommendations`` table and the outcomes of its machine are
+recomputed, in the same writer turn. A failure there is logged and does not fail the upload: the
+signed record holds the recommendation, and the dashboard's *Recompute outcomes* backfills it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from inspection.config import AppConfig
@@ -23,6 +30,8 @@ from inspection.evidence.ledger import EvidenceRecord, IdempotencyConflictError,
 from inspection.pipeline import Inspector, prepare, recommendation_for
 from inspection.service.settings import ServiceSettings
 from inspection.store import InspectionRecord, Store
+from inspection.store.db import StoreError
+from inspection.tracking import OutcomeTracker, RecordedAdvice
 from inspection.types import InspectionContext, InspectionResult
 
 logger = logging.getLogger(__name__)
@@ -102,6 +111,8 @@ class Recorder:
     ``slots`` bounds how many images are inspected (decode, preprocessing, model) at once; the
     others wait in turn, so a burst does not slow every request down together. Use about one slot
     per CPU core with one model thread each. ``on_inference`` gets each image's inspection seconds.
+    ``outcomes`` (default: a new :class:`OutcomeTracker` over ``store``) ranks the advice by the
+    rules' outcome record and is updated after each new record.
     """
 
     def __init__(
@@ -112,6 +123,7 @@ class Recorder:
         *,
         slots: int = 1,
         on_inference: Callable[[float], None] | None = None,
+        outcomes: OutcomeTracker | None = None,
     ) -> None:
         if slots < 1:
             msg = f"slots must be >= 1, got {slots}"
@@ -124,6 +136,7 @@ class Recorder:
         # back-off starves unlucky writers (seconds of p99 at 16 concurrent uploads).
         self._write_lock = threading.Lock()
         self._on_inference = on_inference
+        self.outcomes = outcomes if outcomes is not None else OutcomeTracker(store)
 
     def existing(self, idempotency_key: str, image_sha256: str) -> InspectionRecord | None:
         """The inspection stored under ``idempotency_key``, or None.
@@ -169,7 +182,7 @@ class Recorder:
             if found is not None:
                 return Submission(found.id, created=False)
         result = self.inspect(data, context, name=name)
-        recommendation = recommendation_for(result)
+        recommendation = recommendation_for(result, self.outcomes.rule_stats())
         ledger = _TrackingLedger(self.ledger)
         with self._write_lock:
             inspection_id, record = record_inspection(
@@ -181,8 +194,25 @@ class Recorder:
                 recommendation=recommendation,
                 idempotency_key=idempotency_key,
             )
+            if ledger.appended > 0:
+                self._track(inspection_id, result, recommendation)
         logger.info("inspection %s recorded as evidence seq %d", inspection_id, record.seq)
         return Submission(inspection_id, created=ledger.appended > 0)
+
+    def _track(
+        self, inspection_id: str, result: InspectionResult, recommendation: Mapping[str, Any] | None
+    ) -> None:
+        """Store the recommendation and update the machine's outcomes (failures logged, not raised)."""
+        serial = result.context.machine_serial if result.context is not None else None
+        try:
+            self.outcomes.record([RecordedAdvice(inspection_id, serial, recommendation)])
+        except (SQLAlchemyError, StoreError, LookupError, ValueError):
+            logger.exception(
+                "outcome tracking after inspection %s (machine %s) failed; the recommendation is in its "
+                "evidence record, 'Recompute outcomes' on the machine page stores it later",
+                inspection_id,
+                serial,
+            )
 
     def overlay_png(self, record: InspectionRecord) -> bytes:
         """A PNG of the stored image with the stored findings (and heatmaps when this model made them)."""

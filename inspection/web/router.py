@@ -535,8 +535,6 @@ def create_ui_router(
     def recompute_outcomes(
         request: Request, user: User, serial: str, csrf_token: Annotated[str, Form()] = ""
     ) -> Response:
-        from inspection.tracking import backfill_recommendations, update_outcomes
-
         failed = csrf_failed(request, user, csrf_token)
         if failed is not None:
             return failed
@@ -544,8 +542,10 @@ def create_ui_router(
             return forbidden(request, user, "recomputing outcomes")
         if user.state.store.get_machine(serial) is None:
             return error(request, user, 404, f"No machine with serial {serial!r}.")
-        added = backfill_recommendations(user.state.store, serial)
-        n = len(update_outcomes(user.state.store, serial))
+        # through the recorder's tracker, so the advice of the next upload is ranked with the result
+        added, outcomes = user.state.recorder.outcomes.recompute(serial)
+        user.state.recorder.outcomes.invalidate()  # reload all rules: other writers may have changed some
+        n = len(outcomes)
         logger.info(
             "%s recomputed outcomes of %s: %d backfilled, %d outcomes", user.principal.name, serial, added, n
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -193,6 +194,51 @@ def test_grade_zero_keeps_settings(process: str) -> None:
     assert rec.status == "keep_settings" and rec.keep_settings
     assert rec.items == () and rec.actions == () and rec.missing == ()
     assert "keep settings" in rec.message
+
+
+# (porosity, spatter, review reasons, expected status, defects the advice may name)
+REVIEW_CASES = [
+    (0, 0, ("abstain:porosity",), "review", ()),
+    (0, 0, ("abstain:spatter",), "review", ()),
+    (2, 0, ("abstain:porosity",), "review", ()),  # the only defect is the uncertain one
+    (0, 0, ("quality:blurred",), "review", ()),
+    (2, 1, ("quality:underexposed",), "review", ()),  # a failed gate makes every grade uncertain
+    (1, 0, ("out_of_distribution",), "review", ()),
+    (2, 0, ("abstain:spatter",), "change", ("porosity",)),  # confident porosity: advise on it only
+    (0, 2, ("abstain:porosity",), "change", ("spatter",)),
+]
+
+
+@pytest.mark.parametrize(("porosity", "spatter", "reasons", "status", "defects"), REVIEW_CASES)
+def test_uncertain_grades_wait_for_review_instead_of_keep_settings(
+    porosity: int, spatter: int, reasons: tuple[str, ...], status: str, defects: tuple[str, ...]
+) -> None:
+    found = pores(ALONG_WHOLE_SEAM) if porosity else ()
+    res = replace(result(porosity, spatter, found), needs_review=True, review_reasons=reasons)
+    rec = recommend(res, LASER_PARAMS, process="laser", material="stainless", thickness_mm=2.0)
+    assert rec.status == status
+    assert not rec.keep_settings and "keep settings" not in rec.message
+    assert rec.review_reasons == reasons and rec.to_dict()["review_reasons"] == list(reasons)
+    if status == "review":
+        assert rec.items == () and rec.alternatives == () and rec.actions == ()
+        assert "uncertain" in rec.message and "human review" in rec.message
+        assert all(r in rec.message for r in reasons)
+    else:
+        advised = {d for i in rec.items + rec.alternatives for d in i.defect.split("+")}
+        advised |= {d for a in rec.actions for d in a.defect.split("+")}
+        assert advised and advised <= set(defects)
+        assert any("uncertain" in n and "human review" in n for n in rec.notes)
+
+
+def test_needs_review_without_a_reason_is_review_too() -> None:
+    res = replace(result(0, 0), needs_review=True, review_reasons=())
+    rec = recommend(res, LASER_PARAMS, process="laser", material="stainless", thickness_mm=2.0)
+    assert rec.status == "review" and rec.review_reasons == ("needs_review",)
+
+
+def test_confident_result_has_no_review_reasons() -> None:
+    rec = _advise("laser_wobble", "stainless", LASER_PARAMS, 2, 0)
+    assert rec.status == "change" and rec.review_reasons == ()
 
 
 def test_not_graded() -> None:
