@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -13,10 +19,22 @@ from typer.testing import CliRunner
 
 from inspection.batch import expand_inputs, read_journal, score
 from inspection.cli import app
+from inspection.config import IngestConfig
 from inspection.pipeline import Inspector
 from inspection.synth import generate_weld
+from tests.helpers.images import png_declaring
 
 runner = CliRunner()
+
+N_GOOD = 6
+BAD_FILES = {  # name -> the error code its record must carry
+    "truncated.jpg": "truncated",
+    "empty.png": "empty",
+    "notes.jpg": "not_an_image",
+    "huge.png": "too_many_pixels",  # header 100000 x 100000: caught by Pillow's bomb guard
+    "large.png": "too_many_pixels",  # header 10000 x 6000: under Pillow's guard, over max_pixels
+}
+N_ALL = N_GOOD + len(BAD_FILES)
 
 
 @pytest.fixture(scope="module")
@@ -26,16 +44,18 @@ def inspector(tiny_model_dir: Path) -> Inspector:
 
 @pytest.fixture(scope="module")
 def seam_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Six small synthetic seam photos plus three bad files."""
+    """Six small synthetic seam photos plus the bad files of :data:`BAD_FILES`."""
     folder = tmp_path_factory.mktemp("seams")
     rng = np.random.default_rng(11)
-    for i in range(6):
+    for i in range(N_GOOD):
         weld = generate_weld(rng, width=320, height=240, n_pores=i % 3, n_spatter=i)
         cv2.imwrite(str(folder / f"seam_{i}.jpg"), cv2.cvtColor(weld.image, cv2.COLOR_RGB2BGR))
     good = (folder / "seam_0.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
     (folder / "empty.png").write_bytes(b"")
     (folder / "notes.jpg").write_text("this is a text file with an image extension\n")
+    (folder / "huge.png").write_bytes(png_declaring(100_000, 100_000))
+    (folder / "large.png").write_bytes(png_declaring(10_000, 6_000))
     return folder
 
 
@@ -49,9 +69,16 @@ def test_bad_files_become_error_records_and_the_batch_goes_on(
     out = tmp_path / "r.jsonl"
     summary = score(expand_inputs([seam_folder]), out, inspector, batch_size=4)
     recs = {Path(r["image"]).name: r for r in _records(out)}
-    assert len(recs) == 9
+    assert len(recs) == N_ALL
     errors = {name: r["error"]["code"] for name, r in recs.items() if r["status"] == "error"}
-    assert errors == {"truncated.jpg": "truncated", "empty.png": "empty", "notes.jpg": "not_an_image"}
+    assert errors == BAD_FILES
+    assert "too many pixels" in recs["huge.png"]["error"]["message"]
+    limit = IngestConfig.model_validate({}).max_pixels
+    assert limit < 10_000 * 6_000
+    assert (
+        f"10000 x 6000 = 60000000 pixels; the limit is max_pixels={limit}"
+        in recs["large.png"]["error"]["message"]
+    )
     for name, r in recs.items():
         if name in errors:
             assert name in r["error"]["message"]
@@ -62,7 +89,8 @@ def test_bad_files_become_error_records_and_the_batch_goes_on(
         assert r["model"]["name"] == "weld-grader-test"
         assert r["schema_version"] == "1.0"
     assert summary.exit_code == 3
-    assert summary.status["error"] == 3
+    assert summary.status["error"] == len(BAD_FILES)
+    assert summary.errors["too_many_pixels"] == 2
 
 
 def test_workers_give_the_same_records(inspector: Inspector, seam_folder: Path, tmp_path: Path) -> None:
@@ -87,12 +115,12 @@ def test_resume_after_crash_with_torn_line(inspector: Inspector, seam_folder: Pa
     out.write_bytes(b"".join(lines[:4]) + lines[4][: len(lines[4]) // 2])
     summary = score(items, out, inspector, batch_size=2)
     recs = read_journal(out)
-    assert len(recs) == 9
-    assert len({r["image"] for r in recs}) == 9
-    assert summary.skipped == 4 and summary.scored == 5
+    assert len(recs) == N_ALL
+    assert len({r["image"] for r in recs}) == N_ALL
+    assert summary.skipped == 4 and summary.scored == N_ALL - 4
     again = score(items, out, inspector, batch_size=2)
-    assert again.scored == 0 and again.skipped == 9
-    assert len(read_journal(out)) == 9
+    assert again.scored == 0 and again.skipped == N_ALL
+    assert len(read_journal(out)) == N_ALL
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
@@ -115,8 +143,8 @@ def test_cli_output_formats_and_exit_code_3(
     else:
         rows = pq.read_table(out).to_pylist()
         statuses = [r["status"] for r in rows]
-    assert len(rows) == 9
-    assert statuses.count("error") == 3
+    assert len(rows) == N_ALL
+    assert statuses.count("error") == len(BAD_FILES)
 
 
 def test_cli_exit_code_0_when_all_scored(tiny_model_dir: Path, seam_folder: Path, tmp_path: Path) -> None:
@@ -125,7 +153,7 @@ def test_cli_exit_code_0_when_all_scored(tiny_model_dir: Path, seam_folder: Path
                               "--model", str(tiny_model_dir), "--workers", "0"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "Scoring summary" in res.output
-    assert len(_records(out)) == 6
+    assert len(_records(out)) == N_GOOD
 
 
 @pytest.mark.parametrize(
@@ -181,7 +209,7 @@ def test_ledger_writes_verifiable_evidence(
     res = runner.invoke(app, argv)
     assert res.exit_code == 0, res.output
     recs = _records(out)
-    assert len(recs) == 6
+    assert len(recs) == N_GOOD
     seqs = sorted(r["evidence"]["seq"] for r in recs)
     assert seqs == [1, 2, 3, 4, 5, 6]
     home = tmp_path / "home"
@@ -218,3 +246,99 @@ def test_failing_hook_turns_the_batch_into_error_records(
     assert all(r["status"] == "error" for r in recs)
     assert any("database is gone" in r["error"]["message"] for r in recs)
     assert summary.exit_code == 3
+
+
+# Real interruptions: a `weldinspect score` process killed part-way, then resumed
+# ----------------------------------------------------------------------------------------------
+
+N_CRASH = 40
+
+
+def _weldinspect_argv() -> list[str]:
+    """The installed console script next to this interpreter (else the same entry point via -c)."""
+    script = shutil.which("weldinspect", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-c", "from inspection.cli import main; main()"]
+
+
+@pytest.fixture(scope="module")
+def crash_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Forty small synthetic seam photos (ten batches of four)."""
+    folder = tmp_path_factory.mktemp("crash-seams")
+    rng = np.random.default_rng(77)
+    for i in range(N_CRASH):
+        weld = generate_weld(rng, width=400, height=300, n_pores=i % 3, n_spatter=i % 4)
+        cv2.imwrite(str(folder / f"seam_{i:02d}.jpg"), cv2.cvtColor(weld.image, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def _complete_lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def _start_and_interrupt(argv: list[str], out: Path, sig: signal.Signals, cwd: Path) -> tuple[int, str]:
+    """Start ``argv``; once ``out`` holds a complete record, send ``sig``; exit status and stdout."""
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300  # model load on a busy machine; not a speed assertion
+        while _complete_lines(out) == 0:
+            if proc.poll() is not None:
+                _, err = proc.communicate()
+                pytest.fail(f"score exited ({proc.returncode}) before writing a record:\n{err}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no record in {out} after 300 s")
+            time.sleep(0.002)
+        proc.send_signal(sig)
+        stdout, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode == 0:
+        pytest.fail(f"score finished all {N_CRASH} images before the {sig.name} arrived:\n{err}")
+    return proc.returncode, stdout
+
+
+def _summary_count(output: str, row: str) -> int:
+    found = re.search(re.escape(row) + r"\D*(\d+)", output)
+    assert found is not None, f"no {row!r} row in the summary:\n{output}"
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize(
+    ("sig", "expected_status"),
+    [
+        (signal.SIGKILL, -signal.SIGKILL),  # killed outright: no handler runs
+        (signal.SIGINT, 130),  # Ctrl-C: the batch stops after the current write, exit code 130
+    ],
+    ids=["SIGKILL", "SIGINT"],
+)
+def test_interrupted_score_process_resumes_without_duplicates_or_rescoring(
+    tiny_model_dir: Path, crash_folder: Path, tmp_path: Path, sig: signal.Signals, expected_status: int
+) -> None:
+    out = tmp_path / "results.jsonl"
+    args = ["score", str(crash_folder), "--out", str(out), "--model", str(tiny_model_dir),
+            "--batch-size", "4", "--workers", "0"]  # fmt: skip
+    status, stdout = _start_and_interrupt([*_weldinspect_argv(), *args], out, sig, tmp_path)
+    assert status == expected_status
+    if sig == signal.SIGINT:  # the summary still prints and says how to go on
+        assert "run again to resume" in stdout, stdout
+
+    data = out.read_bytes()
+    complete, torn = data[: data.rfind(b"\n") + 1], data[data.rfind(b"\n") + 1 :]
+    before = [json.loads(line) for line in complete.splitlines()]  # every complete line is JSON
+    assert 1 <= len(before) < N_CRASH
+    assert len({r["sha256"] for r in before}) == len(before)
+    if sig == signal.SIGINT:
+        assert torn == b""  # the interrupt is handled between writes
+    # (after SIGKILL a torn last line is allowed: the next run must cut it off)
+
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert _summary_count(res.output, "skipped (already in results)") == len(before)
+    assert _summary_count(res.output, "scored this run") == N_CRASH - len(before)
+    after = out.read_bytes()
+    assert after.startswith(complete)  # the earlier records are kept byte for byte, not rescored
+    recs = [json.loads(line) for line in after.splitlines()]
+    names = [Path(r["image"]).name for r in recs]
+    assert len(names) == N_CRASH and set(names) == {f"seam_{i:02d}.jpg" for i in range(N_CRASH)}
+    assert all(r["status"] in ("ok", "review") for r in recs)

@@ -72,6 +72,42 @@ def _register_all() -> None:
 _register_all()
 
 
+# Typed errors that mean "the user gave something wrong" (a missing model, a bad config, key or
+# results file): one ``error:`` line and exit code 2 instead of a traceback. Named by module and
+# class so ``main`` imports nothing heavy: an error can only be raised once its module is loaded.
+USAGE_ERRORS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("inspection.model.artifact", "ArtifactError"),
+        ("inspection.config", "ConfigError"),
+        ("inspection.batch", "UsageError"),
+        ("inspection.evidence.keys", "KeyFileError"),
+        ("inspection.train.cache", "DataMissingError"),
+        ("inspection.train.final", "CalibrationMissingError"),
+    }
+)
+USAGE_EXIT_CODE = 2
+_HINTS = {
+    "ArtifactError": "pass --model DIR or set $WELDINSPECT_MODEL to a model artifact folder",
+}
+
+
+def usage_error_kind(exc: BaseException) -> str | None:
+    """The class name of the :data:`USAGE_ERRORS` entry ``exc`` is an instance of, else None."""
+    for cls in type(exc).__mro__:
+        if (cls.__module__, cls.__qualname__) in USAGE_ERRORS:
+            return cls.__qualname__
+    return None
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. Typed user errors become one ``error:`` line and exit code 2."""
+    try:
+        app()
+    except Exception as exc:
+        kind = usage_error_kind(exc)
+        if kind is None:
+            raise
+        logging.getLogger(__name__).debug("usage error", exc_info=True)
+        hint = _HINTS.get(kind)
+        typer.echo(f"error: {exc}" + (f" ({hint})" if hint else ""), err=True)
+        raise SystemExit(USAGE_EXIT_CODE) from None

@@ -48,13 +48,23 @@ def inspect_cmd(
 ) -> None:
     """Inspect one image and print the result as JSON (grades, findings, standards, advice)."""
     from inspection.ingest import IngestError
+    from inspection.model.artifact import ArtifactError
     from inspection.pipeline import Inspector, recommendation_for
 
     ctx = _load_context(context)
     if not image.exists():
         typer.echo(f"error: image {image} does not exist", err=True)
         raise typer.Exit(2)
-    inspector = Inspector.from_artifact(model, backend=backend)
+    try:
+        inspector = Inspector.from_artifact(model, backend=backend)
+    except ArtifactError as exc:
+        where = f"model {model}" if model is not None else "the default model"
+        typer.echo(
+            f"error: cannot load {where}: {exc} "
+            "(pass --model DIR or set $WELDINSPECT_MODEL to a model artifact folder)",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
     try:
         detailed = inspector.inspect_detailed(image, ctx)  # type: ignore[arg-type]
     except IngestError as exc:

@@ -1,11 +1,14 @@
 """Demo data for the browser test and the screenshots: a machine's two-week history with a drift,
-a recommendation that was applied and worked, plus real uploads through the service."""
+a recommendation that was applied and worked, plus real uploads through the service (synthetic
+``weld_jpeg`` photos in CI; the bundled ``data/samples`` photos for the screenshots)."""
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -22,6 +25,8 @@ from tests.evidence.factories import CONFIG_SHA, make_result
 from tests.service.helpers import STATION_META
 
 HISTORY_SERIAL = "LW-4471"
+UPLOAD_SERIAL = "M-1"  # the machine of the uploads (the walkthrough filters on it)
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 SPEED_REC = {
     "status": "change",
     "message": "reduce travel speed to let gas escape before the pool freezes",
@@ -97,11 +102,73 @@ def upload_demo(base_url: str, station_key: str, n: int = 4) -> list[str]:
     ids = []
     with httpx.Client(base_url=base_url, timeout=60) as http:
         for i in range(n):
-            meta: dict[str, Any] = {**STATION_META, "machine_serial": "M-1", "part_id": f"P-{200 + i}"}
+            meta: dict[str, Any] = {
+                **STATION_META,
+                "machine_serial": UPLOAD_SERIAL,
+                "part_id": f"P-{200 + i}",
+            }
             r = http.post(
                 "/v1/inspections",
                 headers={"Authorization": f"Bearer {station_key}"},
                 files={"image": (f"seam{i}.jpg", weld_jpeg(700 + i), "image/jpeg")},
+                data={"metadata": json.dumps(meta)},
+            )
+            r.raise_for_status()
+            ids.append(r.json()["id"])
+    return ids
+
+
+# context.csv columns that are InspectionMetadata fields; the rest are welding parameters.
+# station_id is left out (the uploading key's station is used) and the machine is UPLOAD_SERIAL.
+_SAMPLE_META_FIELDS = (
+    "process",
+    "material",
+    "firmware",
+    "operator_id",
+    "part_id",
+    "seam_id",
+    "quality_level",
+)
+_SAMPLE_FLOAT_FIELDS = ("thickness_mm", "mm_per_px")
+_SAMPLE_SKIP = ("image", "machine_serial", "station_id")
+
+
+def _number_or_text(value: str) -> float | str:
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def sample_uploads(samples: Path = SAMPLES, n: int = 4) -> list[tuple[str, bytes, dict[str, Any]]]:
+    """The first ``n`` bundled sample photos with their upload metadata from ``context.csv``."""
+    with (samples / "context.csv").open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))[:n]
+    uploads = []
+    for row in rows:
+        meta: dict[str, Any] = {"machine_serial": UPLOAD_SERIAL, "params": {}}
+        for key, value in row.items():
+            if key in _SAMPLE_SKIP or value in ("", None):
+                continue
+            if key in _SAMPLE_META_FIELDS:
+                meta[key] = value
+            elif key in _SAMPLE_FLOAT_FIELDS:
+                meta[key] = float(value)
+            else:
+                meta["params"][key] = _number_or_text(value)
+        uploads.append((row["image"], (samples / "images" / row["image"]).read_bytes(), meta))
+    return uploads
+
+
+def upload_samples(base_url: str, station_key: str, n: int = 4) -> list[str]:
+    """Upload the first ``n`` bundled sample photos (for the screenshots); their inspection ids."""
+    ids = []
+    with httpx.Client(base_url=base_url, timeout=300) as http:
+        for name, data, meta in sample_uploads(n=n):
+            r = http.post(
+                "/v1/inspections",
+                headers={"Authorization": f"Bearer {station_key}"},
+                files={"image": (name, data, "image/jpeg")},
                 data={"metadata": json.dumps(meta)},
             )
             r.raise_for_status()
