@@ -9,6 +9,8 @@ visible are dropped).
 * ``train_preset``: random scale around the model scale, flips, small rotation, random tile crop
   (reflect padding when the strip is shorter), and heavy photometric changes (colour jitter, HSV,
   gamma, CLAHE, grey, blur, noise, JPEG, downscale).
+* ``contrastive_preset``: the training geometry and photometry without boxes, for the two views of
+  self-supervised pretraining (image only; usually called with stronger strengths).
 * ``eval_preset``: deterministic rescale to the model scale and a left-aligned tile crop.
 
 ``cfg`` is any object with the :class:`AugmentParams` attributes (the training config's
@@ -75,6 +77,18 @@ def train_geometric(
 def train_photometric(cfg: AugmentParams) -> A.Compose:
     """Photometric part of the training pipeline (pixel values only: call it with ``image=`` alone)."""
     return A.Compose(_photometric(cfg))
+
+
+def contrastive_preset(
+    cfg: AugmentParams, *, strip_height: int, tile_length: int, cache_scale: float
+) -> A.Compose:
+    """One view for contrastive pretraining: cached strip (window) -> one augmented tile.
+
+    Same transforms as :func:`train_preset` (random scale, flips, rotation, random tile crop,
+    photometric changes) but image-only (no boxes): call it as ``t(image=strip)["image"]``.
+    """
+    geo = _geometric(cfg, strip_height=strip_height, tile_length=tile_length, cache_scale=cache_scale)
+    return A.Compose(geo + _photometric(cfg))
 
 
 def _geometric(

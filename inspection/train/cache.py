@@ -241,3 +241,165 @@ def load_or_build_cache(
     secs = time.perf_counter() - t0
     log.info("cached %d strips in %.1f s to %s", len(samples), secs, path)
     return samples, scores, CacheInfo(sha, key, path, report.summary(), len(samples), secs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Unlabelled photos (self-supervised pretraining)
+
+UNLABELLED_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+UNLABELLED_CACHE_VERSION = 1
+
+
+def source_group(name: str) -> str:
+    """The source image of an unlabelled photo: the file name before ``.rf.`` (Roboflow copies of
+    one photo share it), else the file stem."""
+    return name.split(".rf.", 1)[0] if ".rf." in name else Path(name).stem
+
+
+@dataclass(frozen=True)
+class UnlabelledStrip:
+    """One unlabelled photo's seam strip at ``cache_scale`` x the model strip height (uint8 RGB
+    ``(H_c, L_c, 3)``), its file name ``key``, source ``group`` and seam score."""
+
+    key: str
+    group: str
+    strip: npt.NDArray[np.uint8]
+    seam: float
+
+
+@dataclass(frozen=True)
+class UnlabelledCache:
+    """Seam strips of the unlabelled photos whose seam was localised, and what was left out.
+
+    ``no_seam``: file names where ``locate_seam`` found nothing; ``unreadable``: files that did not
+    decode. ``n_files``: photos considered (after ``max_images``).
+    """
+
+    strips: tuple[UnlabelledStrip, ...]
+    no_seam: tuple[str, ...]
+    unreadable: tuple[str, ...]
+    n_files: int
+    key: str
+    path: Path
+    seconds: float
+
+    def select(self, min_seam_score: float) -> tuple[list[UnlabelledStrip], dict[str, int]]:
+        """The strips scoring at least ``min_seam_score`` and the skipped counts by reason."""
+        keep = [s for s in self.strips if s.seam >= min_seam_score]
+        skipped = {
+            "no_seam": len(self.no_seam),
+            "low_seam_score": len(self.strips) - len(keep),
+            "unreadable": len(self.unreadable),
+        }
+        return keep, skipped
+
+
+def seam_strip(
+    image: Image, cfg: PreprocessConfig, cache_scale: float
+) -> tuple[npt.NDArray[np.uint8], float] | None:
+    """The seam strip of ``image`` at ``cache_scale`` x ``cfg.strip_height`` and the seam score, or
+    None when no seam is found (pure; the same localisation and strip geometry as :func:`strip_sample`)."""
+    from inspection.preprocess import extract_strip, locate_seam
+
+    region = locate_seam(image, cfg)
+    if region is None:
+        return None
+    strip = extract_strip(image, region, scaled_config(cfg, cache_scale))
+    return np.ascontiguousarray(strip.image), float(region.score)
+
+
+def _unlabelled_files(image_dir: Path, max_images: int) -> list[Path]:
+    files = sorted(p for p in image_dir.iterdir() if p.is_file() and p.suffix.lower() in UNLABELLED_SUFFIXES)
+    if max_images and len(files) > max_images:
+        idx = np.unique(np.linspace(0, len(files) - 1, max_images).round().astype(int))
+        files = [files[int(i)] for i in idx]
+    return files
+
+
+def load_or_build_unlabelled_cache(
+    data_root: Path,
+    images_dir: str,
+    cfg: PreprocessConfig,
+    *,
+    cache_dir: Path,
+    cache_scale: float,
+    max_images: int = 0,
+) -> UnlabelledCache:
+    """Seam strips of the photos in ``data_root/images_dir`` (labels, if any, are never read),
+    cached in ``cache_dir/unlabelled-<key>.npz``; the key hashes the file names and sizes, the
+    preprocess config, ``cache_scale`` and ``inspection/preprocess.py`` (see :func:`cache_key`).
+
+    Raises :class:`DataMissingError` naming the expected folder when it is absent or empty.
+    """
+    from inspection.ingest import IngestError, read_image
+
+    folder = Path(data_root) / images_dir
+    files = _unlabelled_files(folder, max_images) if folder.is_dir() else []
+    if not files:
+        msg = (
+            f"unlabelled photos not found: {folder} does not exist or holds no "
+            f"{'/'.join(UNLABELLED_SUFFIXES)} files (set pretrain.root in the training config)"
+        )
+        raise DataMissingError(msg)
+    t0 = time.perf_counter()
+    listing = f"unlabelled-v{UNLABELLED_CACHE_VERSION}\n" + "".join(
+        f"{p.name}\t{p.stat().st_size}\n" for p in files
+    )
+    key = cache_key(cfg, cache_scale, hashlib.sha256(listing.encode()).hexdigest(), max_images)
+    path = Path(cache_dir) / f"unlabelled-{key}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            strips = tuple(
+                UnlabelledStrip(m["key"], m["group"], z[f"strip_{i}"], float(m["seam"]))
+                for i, m in enumerate(meta["strips"])
+            )
+        log.info("loaded %d cached unlabelled strips from %s", len(strips), path)
+        return UnlabelledCache(
+            strips,
+            tuple(meta["no_seam"]),
+            tuple(meta["unreadable"]),
+            int(meta["n_files"]),
+            key,
+            path,
+            time.perf_counter() - t0,
+        )
+    built: list[UnlabelledStrip] = []
+    no_seam: list[str] = []
+    unreadable: list[str] = []
+    for i, f in enumerate(files):
+        try:
+            image = read_image(f)
+        except IngestError as exc:
+            log.warning("skipping unreadable photo %s: %s", f.name, exc)
+            unreadable.append(f.name)
+            continue
+        found = seam_strip(image, cfg, cache_scale)
+        if found is None:
+            no_seam.append(f.name)
+        else:
+            built.append(UnlabelledStrip(f.name, source_group(f.name), found[0], found[1]))
+        if (i + 1) % 100 == 0:
+            log.info("preprocessed %d / %d unlabelled photos", i + 1, len(files))
+    arrays: dict[str, npt.NDArray[np.generic]] = {f"strip_{i}": s.strip for i, s in enumerate(built)}
+    meta_out = {
+        "strips": [{"key": s.key, "group": s.group, "seam": s.seam} for s in built],
+        "no_seam": no_seam,
+        "unreadable": unreadable,
+        "n_files": len(files),
+    }
+    arrays["meta"] = np.frombuffer(json.dumps(meta_out).encode(), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    tmp.replace(path)
+    secs = time.perf_counter() - t0
+    log.info(
+        "cached %d unlabelled strips (%d without a seam, %d unreadable) in %.1f s to %s",
+        len(built),
+        len(no_seam),
+        len(unreadable),
+        secs,
+        path,
+    )
+    return UnlabelledCache(tuple(built), tuple(no_seam), tuple(unreadable), len(files), key, path, secs)

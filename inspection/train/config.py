@@ -90,14 +90,57 @@ class CalibrationSection(_Section):
     peak_threshold: float = Field(0.3, gt=0, lt=1)
 
 
+class PretrainSection(_Section):
+    """Self-supervised (SimCLR / NT-Xent) pretraining of the backbone on unlabelled photos
+    (``mode: pretrain``, see :mod:`inspection.train.pretrain`).
+
+    ``root``: folder with ``images_dir`` (any labels next to it are never read). ``max_images``:
+    cap on the photos used (0 = all; an evenly spaced subset of the sorted file names).
+    ``min_seam_score``: photos whose seam localisation scores below this (or finds nothing) are
+    skipped and counted (0.15 is the quality gate's ``seam_min_score``). ``cache_scale``: the cached
+    strips' height relative to the model strip. Each step draws ``batch_size`` photos of distinct
+    source welds (the part of the file name before ``.rf.``), one random seam window each, and two
+    independently augmented tiles of it (``photometric``/``geometric``/``scale_range``/
+    ``rotate_deg`` as in the ``augment`` section, usually stronger). ``window``: the window length
+    in tiles the two views are cropped from (1 = same crop, larger = less overlap).
+    ``time_budget_min``: stop after this many minutes of training (0 = no limit).
+    """
+
+    root: Path = Path("../shared/data/weld-photos-unlabelled")
+    images_dir: str = "images"
+    max_images: int = Field(0, ge=0)
+    min_seam_score: float = Field(0.15, ge=0, le=1)
+    cache_scale: float = Field(1.5, ge=1.0, le=4.0)
+    epochs: int = Field(8, ge=1)
+    steps_per_epoch: int = Field(25, ge=1)
+    batch_size: int = Field(32, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_steps: int = Field(10, ge=0)
+    temperature: float = Field(0.2, gt=0, le=10)
+    projection_dim: int = Field(64, ge=4)
+    hidden_dim: int = Field(256, ge=8)
+    window: float = Field(1.5, ge=1.0, le=4.0)
+    photometric: float = Field(1.5, ge=0, le=2)
+    geometric: float = Field(1.0, ge=0, le=2)
+    scale_range: tuple[float, float] = (0.7, 1.4)
+    rotate_deg: float = Field(10.0, ge=0, le=45)
+    time_budget_min: float = Field(0.0, ge=0)
+
+
 class TrainConfig(_Section):
     """Everything one training run needs. ``mode``: ``lowo`` (rotate held-out welds), ``final``
-    (all data; calibration from a LOWO run's out-of-fold predictions in ``calibration_from``), or
-    ``smoke`` (a few steps)."""
+    (all data; calibration from a LOWO run's out-of-fold predictions in ``calibration_from``),
+    ``smoke`` (a few steps), or ``pretrain`` (self-supervised backbone pretraining on unlabelled
+    photos, section ``pretrain``; writes ``runs/<name>/backbone.safetensors``).
+
+    ``init_from``: a pretrain run directory (holding ``backbone.safetensors``) or a safetensors
+    file whose ``backbone.*`` tensors initialise the network before training (None = random).
+    """
 
     name: str = "weld-grader"
     version: str = "2026.11.0"
-    mode: Literal["lowo", "final", "smoke"] = "lowo"
+    mode: Literal["lowo", "final", "smoke", "pretrain"] = "lowo"
     folds_to_run: tuple[str, ...] = ()
     arch: str = "mobilenet_v3_large"
     width_mult: float = Field(1.0, gt=0)
@@ -116,6 +159,7 @@ class TrainConfig(_Section):
     output_dir: Path = Path("runs")
     artifact_root: Path = Path("models/weld-grader")
     calibration_from: Path | None = None
+    init_from: Path | None = None
     comparison_runs: tuple[str, ...] = ()
     ablation_runs: tuple[str, ...] = ()
     notes: str = ""
@@ -130,6 +174,7 @@ class TrainConfig(_Section):
     spatter: SpatterSection = Field(default_factory=SpatterSection)
     loss: LossSection = Field(default_factory=LossSection)
     calibration: CalibrationSection = Field(default_factory=CalibrationSection)
+    pretrain: PretrainSection = Field(default_factory=PretrainSection)
 
     @field_validator("arch")
     @classmethod

@@ -10,7 +10,12 @@
 * ``final``: train on all photos for a fixed number of epochs (the LOWO run's median best epoch
   when ``calibration_from`` is set), take the calibration from that LOWO run, fit OOD statistics,
   and save the artifact to ``models/weld-grader/<version>/`` through the model package;
-* ``smoke``: like ``lowo`` on whatever data is given, for tests.
+* ``smoke``: like ``lowo`` on whatever data is given, for tests;
+* ``pretrain``: self-supervised backbone pretraining on unlabelled photos
+  (:func:`inspection.train.pretrain.run_pretrain`, writes ``runs/<name>/backbone.safetensors``).
+
+With ``init_from`` set, every model trained here starts from that file's backbone tensors
+(:func:`inspection.train.pretrain.init_backbone`); its path and SHA-256 go into ``metrics.json``.
 
 Checkpoints are plain dicts saved with ``torch.save`` and loaded with ``weights_only=True``.
 """
@@ -208,6 +213,10 @@ def train_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.seed)
     model = build_model(cfg.arch, width_mult=cfg.width_mult, embed_dim=cfg.embed_dim)
+    if cfg.init_from is not None:
+        from inspection.train.pretrain import init_backbone
+
+        init_backbone(model, cfg)
     train_ds, val_ds = make_datasets(cfg, train, val)
     steps_per_epoch = cfg.steps_per_epoch or max(1, len(train_ds) // cfg.batch_size)
     optimizer, scheduler = _optimizer(model, cfg, steps_per_epoch * epochs)
@@ -557,6 +566,17 @@ def run_training(cfg: TrainConfig, *, resume: bool = False, command: str = "") -
     torch.set_num_threads(cfg.threads)
     run_dir = cfg.run_dir
     write_resolved_config(cfg, run_dir)
+    if cfg.mode == "pretrain":
+        from inspection.train.pretrain import run_pretrain
+
+        return run_pretrain(cfg, resume=resume, command=command)
+    init_from: dict[str, str] = {}
+    if cfg.init_from is not None:  # fail before loading data when the file is missing
+        from inspection.train.cache import file_sha256
+        from inspection.train.pretrain import resolve_init_from
+
+        init_path = resolve_init_from(cfg)
+        init_from = {"init_from": str(cfg.init_from), "init_from_sha256": file_sha256(init_path)}
     t0 = time.perf_counter()
     samples, _scores, info = load_samples(cfg)
     log.info("data: %d photos (%s), cache %s", len(samples), info.report.splitlines()[0], info.path)
@@ -569,5 +589,6 @@ def run_training(cfg: TrainConfig, *, resume: bool = False, command: str = "") -
     summary["total_minutes"] = (time.perf_counter() - t0) / 60.0
     summary["manifest_sha256"] = info.manifest_sha256
     summary["command"] = command
+    summary.update(init_from)
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     return summary
