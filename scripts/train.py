@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from inspection.config import ConfigError
     from inspection.train.cache import DataMissingError
     from inspection.train.config import load_train_config
+    from inspection.train.pretrain import InitFromError
     from inspection.train.run import run_training
 
     overrides = {}
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         summary = run_training(cfg, resume=args.resume, command=command)
-    except DataMissingError as exc:
+    except (DataMissingError, InitFromError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({k: summary[k] for k in ("average", "artifact") if k in summary}, indent=2))

@@ -83,6 +83,7 @@ USAGE_ERRORS: frozenset[tuple[str, str]] = frozenset(
         ("inspection.evidence.keys", "KeyFileError"),
         ("inspection.train.cache", "DataMissingError"),
         ("inspection.train.final", "CalibrationMissingError"),
+        ("inspection.train.pretrain", "InitFromError"),
     }
 )
 USAGE_EXIT_CODE = 2

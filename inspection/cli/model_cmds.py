@@ -115,6 +115,7 @@ def train(
     from inspection.train.cache import DataMissingError
     from inspection.train.config import load_train_config
     from inspection.train.final import CalibrationMissingError
+    from inspection.train.pretrain import InitFromError
     from inspection.train.run import run_training
 
     try:
@@ -125,7 +126,7 @@ def train(
     command = shlex.join(["weldinspect", "train", "--config", str(config), *(["--resume"] if resume else [])])
     try:
         summary = run_training(cfg, resume=resume, command=command)
-    except (DataMissingError, CalibrationMissingError) as exc:
+    except (DataMissingError, CalibrationMissingError, InitFromError) as exc:
         typer.echo(f"weldinspect train: {exc}", err=True)
         raise typer.Exit(code=1) from exc
     typer.echo(json.dumps({k: summary[k] for k in ("average", "artifact") if k in summary}, indent=2))
