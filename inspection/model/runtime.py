@@ -83,6 +83,9 @@ class RawPrediction:
         raise KeyError(msg)
 
 
+PREDICT_CHUNK = 8
+"""Tiles per network call in :meth:`Grader.predict` (larger inputs are split; results are equal)."""
+
 RawOutputs = tuple[F32, F32, F32, F32, F32]
 """porosity_logits (N, 3), spatter_logits (N, 3), heatmap_logits (N, 2, h, w), size, embedding."""
 
@@ -123,6 +126,7 @@ class Grader:
         self.ood = ood
         self.backend = backend
         self._run = runner
+        self.chunk = PREDICT_CHUNK
 
     @classmethod
     def load(cls, path: Path | None = None, backend: Backend = "torch", threads: int | None = None) -> Grader:
@@ -169,7 +173,7 @@ class Grader:
             raise ValueError(msg)
 
     def predict(self, tiles: npt.NDArray[np.uint8]) -> RawPrediction:
-        """Predict ``(N, strip_height, tile_length, 3)`` uint8 RGB tiles (all N in one batch).
+        """Predict ``(N, strip_height, tile_length, 3)`` uint8 RGB tiles (in chunks of ``self.chunk``).
 
         Returns a :class:`RawPrediction`; N = 0 gives empty arrays of the right shapes.
         """
@@ -187,7 +191,10 @@ class Grader:
                 np.zeros(0),
             )
         x = normalize_tiles(tiles, cfg.mean, cfg.std)
-        por, spa, hm, size, emb = self._run(x)
+        # run in chunks: on a CPU, batches beyond ~8 tiles are slower per tile (activations fall out
+        # of cache; see docs/performance.md), and the outputs do not depend on the batching
+        parts = [self._run(x[i : i + self.chunk]) for i in range(0, n, self.chunk)]
+        por, spa, hm, size, emb = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
         return RawPrediction(
             porosity_probs=coral_probs(por, temperature=cfg.temperatures["porosity"]),
             spatter_probs=coral_probs(spa, temperature=cfg.temperatures["spatter"]),

@@ -49,6 +49,20 @@ def test_torch_predict_shapes_and_ranges(tiny_artifact: TinyArtifact, tiny_tiles
     _check_prediction(grader.predict(tiny_tiles[:0]), 0)
 
 
+def test_predict_in_chunks_equals_one_batch(tiny_artifact: TinyArtifact, tiny_tiles: np.ndarray) -> None:
+    grader = Grader.load(tiny_artifact.path)
+    tiles = np.concatenate([tiny_tiles] * 7)  # 21 tiles
+    whole = grader.predict(tiles)
+    grader.chunk = 4  # 4 + 4 + ... + 1
+    calls: list[int] = []
+    run = grader._run
+    grader._run = lambda x: (calls.append(len(x)), run(x))[1]  # type: ignore[assignment]
+    chunked = grader.predict(tiles)
+    assert calls == [4, 4, 4, 4, 4, 1]
+    for name in ("porosity_probs", "spatter_probs", "heatmaps", "sizes", "ood_scores"):
+        np.testing.assert_allclose(getattr(chunked, name), getattr(whole, name), atol=1e-5, err_msg=name)
+
+
 def test_temperature_is_applied(tiny_artifact: TinyArtifact, tiny_tiles: np.ndarray) -> None:
     grader = Grader.load(tiny_artifact.path)
     pred = grader.predict(tiny_tiles)
