@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from inspection.batch import RecordHook, ScoreItem, ScoreSummary
+    from inspection.pipeline import Inspector
 
 
 def register(app: typer.Typer) -> None:
@@ -45,6 +51,21 @@ def score_cmd(
         "auto", "--backend", help="torch, onnx, or auto (onnx when the model ships model.onnx)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (this machine's processes) or ray (Ray Data, see docs/scaling.md)."
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster address (ray://host:10001 or host:6379); default: local Ray."
+    ),
+    ray_cpus: int = typer.Option(
+        0, "--ray-cpus", help="CPUs of the local Ray instance started without --address (0: all cores)."
+    ),
+    actors: int = typer.Option(
+        0, "--actors", help="Ray model actors, each loading the model once (0: half the cluster's CPUs)."
+    ),
+    prepare_tasks: int = typer.Option(
+        0, "--prepare-tasks", help="Concurrent Ray decode/preprocess tasks (0: half the cluster's CPUs)."
+    ),
 ) -> None:
     """Score images into a results file. Exit code 0: all scored; 3: some errors; 2: bad usage."""
     from rich.console import Console
@@ -54,6 +75,16 @@ def score_cmd(
     from inspection.pipeline import Inspector
 
     err = Console(stderr=True)
+    if engine not in ("local", "ray"):
+        err.print(f"[red]error:[/red] unknown engine {engine!r}; valid: local, ray")
+        raise typer.Exit(2)
+    if engine == "local" and address is not None:
+        err.print("[red]error:[/red] --address needs --engine ray")
+        raise typer.Exit(2)
+    for name, value in (("--ray-cpus", ray_cpus), ("--actors", actors), ("--prepare-tasks", prepare_tasks)):
+        if value < 0:
+            err.print(f"[red]error:[/red] {name} must be >= 0 (0: automatic), got {value}")
+            raise typer.Exit(2)
     try:
         items = expand_inputs(paths, recursive=recursive, glob=glob)
         if context is not None:
@@ -79,6 +110,11 @@ def score_cmd(
         from inspection.batch import recommendation_hook
 
         hook = recommendation_hook
+    engine_errors: tuple[type[Exception], ...] = ()
+    if engine == "ray":
+        from inspection.scale.ray_engine import RayEngineError
+
+        engine_errors = (RayEngineError,)
     show = not quiet and sys.stderr.isatty()
     progress = Progress(
         TextColumn("scoring"),
@@ -97,21 +133,66 @@ def score_cmd(
             progress.update(task, completed=done, rate=done / elapsed if elapsed else 0.0)
 
         try:
-            summary = score(
-                items,
-                out,
-                inspector,
-                workers=n_workers,
-                batch_size=batch_size,
-                hook=hook,
-                keep_bytes=ledger is not None,
-                progress=on_progress,
-            )
+            if engine == "ray":
+                summary = _score_ray(
+                    items, out, inspector, model, backend, hook, on_progress,
+                    address=address, num_cpus=ray_cpus, actors=actors, prepare_tasks=prepare_tasks,
+                    batch_size=batch_size,
+                )  # fmt: skip
+            else:
+                summary = score(
+                    items,
+                    out,
+                    inspector,
+                    workers=n_workers,
+                    batch_size=batch_size,
+                    hook=hook,
+                    keep_bytes=ledger is not None,
+                    progress=on_progress,
+                )
         except UsageError as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from exc
+        except engine_errors as exc:  # Ray could not start / be reached, or its stage failed
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from exc
     if not quiet:
         from inspection.cli.render import summary_table
 
         Console().print(summary_table(summary, out))
     raise typer.Exit(summary.exit_code)
+
+
+def _score_ray(
+    items: Sequence[ScoreItem],
+    out: Path,
+    inspector: Inspector,
+    model: Path | None,
+    backend: str,
+    hook: RecordHook | None,
+    progress: Callable[[int, int], None],
+    *,
+    address: str | None,
+    num_cpus: int,
+    actors: int,
+    prepare_tasks: int,
+    batch_size: int,
+) -> ScoreSummary:
+    """``score --engine ray``: the same records through :func:`inspection.scale.ray_engine.score_ray`."""
+    from inspection.batch import UsageError
+    from inspection.model.artifact import default_model_dir
+    from inspection.scale.ray_engine import RayConfig, score_ray
+
+    try:
+        config = RayConfig(
+            address=address,
+            num_cpus=num_cpus or (os.cpu_count() or 1),
+            actors=actors or None,
+            prepare_tasks=prepare_tasks or None,
+            batch_size=batch_size,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    model_dir = default_model_dir() if model is None else model
+    return score_ray(items, out, inspector, model_dir, backend=backend, config=config, hook=hook,
+                     progress=progress)  # fmt: skip

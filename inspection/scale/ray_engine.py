@@ -333,6 +333,8 @@ def connect(cfg: RayConfig) -> bool:
     import ray
 
     if ray.is_initialized():
+        if cfg.address:
+            log.warning("Ray is already initialised in this process; --address %s is not used", cfg.address)
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls from this machine
     try:
@@ -456,7 +458,7 @@ def _run_pipeline(
             GradeActor,
             fn_constructor_kwargs={"model_dir": str(model_dir.absolute()), "backend": backend,
                                    "threads": cfg.model_threads, "shards": str(shards.absolute()),
-                                   "kill_marker": None if fault is None else str(fault.marker)},
+                                   "kill_marker": None if fault is None else str(fault.marker.absolute())},
             batch_size=cfg.batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cfg.actor_cpus, max_restarts=cfg.max_restarts, max_task_retries=cfg.max_task_retries,
         )  # fmt: skip
