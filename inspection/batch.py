@@ -21,6 +21,8 @@ import csv
 import fnmatch
 import json
 import logging
+import multiprocessing
+import multiprocessing.context
 import os
 import time
 from collections import Counter, deque
@@ -455,6 +457,16 @@ _W_DONE: frozenset[str] = frozenset()
 _W_KEEP_BYTES = False
 
 
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """``forkserver``: workers are forked from a clean server process that imported this module
+    once, never from the caller. Forking the caller directly hangs the workers when it has already
+    run OpenCV's or torch's thread pools (a lock held by a thread that does not exist in the child),
+    which is the normal state of a program that inspected an image before scoring a folder."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["inspection.batch"])
+    return ctx
+
+
 def _init_worker(cfg: PrepareConfig, done: frozenset[str], keep_bytes: bool) -> None:
     global _W_CFG, _W_DONE, _W_KEEP_BYTES
     _W_CFG, _W_DONE, _W_KEEP_BYTES = cfg, done, keep_bytes
@@ -585,6 +597,10 @@ def score(
 
     ``workers`` = 0 prepares images in this process; N > 0 uses N worker processes.
     ``progress(done, total)`` is called after every batch.
+
+    With ``workers > 0`` the decode/preprocess workers start from a fork server (see
+    :func:`_worker_context`), so a calling *script* needs the usual ``if __name__ == "__main__":``
+    guard (the ``weldinspect`` command and ``scripts/score_batch.py`` have it).
     """
     if out.suffix.lower() not in OUTPUT_FORMATS:
         msg = f"output {out} has unsupported extension {out.suffix!r}; valid: {', '.join(OUTPUT_FORMATS)}"
@@ -676,7 +692,10 @@ def _jobs(
         return
     window = max(2 * batch_size, 4 * workers)
     with cf.ProcessPoolExecutor(
-        max_workers=workers, initializer=_init_worker, initargs=(cfg, done, keep_bytes)
+        max_workers=workers,
+        mp_context=_worker_context(),
+        initializer=_init_worker,
+        initargs=(cfg, done, keep_bytes),
     ) as pool:
         queue: deque[cf.Future[_Job]] = deque()
         try:

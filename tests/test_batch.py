@@ -342,3 +342,51 @@ def test_interrupted_score_process_resumes_without_duplicates_or_rescoring(
     names = [Path(r["image"]).name for r in recs]
     assert len(names) == N_CRASH and set(names) == {f"seam_{i:02d}.jpg" for i in range(N_CRASH)}
     assert all(r["status"] in ("ok", "review") for r in recs)
+
+
+_AFTER_OPENCV_THREADS = """
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def main() -> None:
+    cv2.setNumThreads(2)  # the caller has used OpenCV's thread pool before scoring (a fork would hang)
+    for _ in range(10):
+        cv2.GaussianBlur(np.random.rand(1500, 1500).astype(np.float32), (31, 31), 0)
+    from inspection.batch import expand_inputs, score
+    from inspection.pipeline import Inspector
+
+    inspector = Inspector.from_artifact(Path(sys.argv[1]))
+    summary = score(expand_inputs([Path(sys.argv[2])], glob="seam_*.jpg"), Path(sys.argv[3]), inspector,
+                    workers=2, batch_size=2)
+    print("scored", summary.scored)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_workers_start_cleanly_after_the_caller_used_opencv_threads(
+    tiny_model_dir: Path, seam_folder: Path, tmp_path: Path
+) -> None:
+    """Worker processes come from a fork server, not a fork of the caller (which deadlocks)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "caller.py"
+    script.write_text(_AFTER_OPENCV_THREADS)
+    out = tmp_path / "r.jsonl"
+    try:
+        done = subprocess.run(
+            [sys.executable, str(script), str(tiny_model_dir), str(seam_folder), str(out)],
+            capture_output=True, text=True, timeout=240, cwd=Path(__file__).resolve().parents[1],
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"score with workers hung after the caller used OpenCV threads: {exc}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"scored {N_GOOD}" in done.stdout
+    assert len(_records(out)) == N_GOOD
