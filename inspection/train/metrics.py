@@ -51,12 +51,14 @@ def quadratic_weighted_kappa(
 ) -> float:
     """Cohen's kappa with quadratic weights ``w_ij = (i - j)^2 / (K - 1)^2``.
 
-    Returns 1.0 for perfect agreement, 0.0 for chance-level agreement; ``nan`` when undefined
-    (empty input, or both raters use a single identical class so the expected disagreement is 0).
+    Returns 1.0 for perfect agreement, 0.0 for chance-level agreement; ``nan`` when undefined:
+    empty input, or a single true class (then the observed and the expected disagreement are equal
+    whatever the predictions, so kappa is 0 by construction and says nothing; e.g. a held-out weld
+    with no pores at all; report its false-alarm rate instead).
     """
     cm = confusion_matrix(y_true, y_pred, n_classes).astype(np.float64)
     n = cm.sum()
-    if n == 0:
+    if n == 0 or np.count_nonzero(cm.sum(axis=1)) < 2:
         return math.nan
     idx = np.arange(n_classes, dtype=np.float64)
     weights = (idx[:, None] - idx[None, :]) ** 2 / float((n_classes - 1) ** 2)

@@ -28,6 +28,13 @@ def test_qwk_undefined_when_single_constant_class() -> None:
     assert math.isnan(quadratic_weighted_kappa([0, 0, 0], [0, 0, 0]))
 
 
+def test_qwk_undefined_when_the_truth_has_one_class_whatever_the_predictions() -> None:
+    # a held-out weld without pores: kappa would be 0 for any predictions, so it is not reported
+    assert math.isnan(quadratic_weighted_kappa([0, 0, 0, 0], [0, 1, 2, 0]))
+    assert math.isnan(quadratic_weighted_kappa([0, 0, 0, 0], [0, 0, 0, 0]))
+    assert quadratic_weighted_kappa([0, 0, 0, 1], [0, 1, 2, 0]) < 0.5  # two true classes: defined
+
+
 def test_confusion_rows_are_truth() -> None:
     cm = confusion_matrix([0, 0, 1, 3], [0, 1, 1, 2])
     assert cm.tolist() == [[1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0]]
