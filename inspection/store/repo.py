@@ -211,7 +211,8 @@ def _machine(row: Machine) -> MachineInfo:
     return MachineInfo(row.serial, row.model, row.firmware, as_utc(row.first_seen))
 
 
-def _review(row: ReviewRow) -> ReviewInfo:
+def review_info(row: ReviewRow) -> ReviewInfo:
+    """The :class:`ReviewInfo` of a review row."""
     return ReviewInfo(
         row.id,
         row.inspection_id,
@@ -396,7 +397,7 @@ def add_review(
     )
     session.add(row)
     session.flush()
-    return _review(row)
+    return review_info(row)
 
 
 def set_review_evidence(session: Session, review_id: str, evidence_seq: int) -> None:
@@ -413,7 +414,7 @@ def list_reviews(session: Session, inspection_id: str) -> list[ReviewInfo]:
     rows = session.scalars(
         select(ReviewRow).where(ReviewRow.inspection_id == inspection_id).order_by(ReviewRow.created_at)
     )
-    return [_review(r) for r in rows]
+    return [review_info(r) for r in rows]
 
 
 # ---- recommendations ------------------------------------------------------------------------------

@@ -56,16 +56,7 @@ def latest_reviews(store: Store, inspection_ids: list[str]) -> dict[str, repo.Re
             .order_by(ReviewRow.created_at, ReviewRow.id)
         )
         for row in rows:  # later reviews overwrite earlier ones
-            out[row.inspection_id] = repo.ReviewInfo(
-                row.id,
-                row.inspection_id,
-                row.reviewer,
-                row.porosity_grade,
-                row.spatter_grade,
-                row.comment,
-                row.evidence_seq,
-                as_utc(row.created_at),
-            )
+            out[row.inspection_id] = repo.review_info(row)
     return out
 
 
