@@ -136,6 +136,17 @@ def _init_bias(conv: nn.Conv2d, value: float) -> None:
         nn.init.constant_(conv.bias, value)
 
 
+def backbone_channels(backbone: nn.Module) -> tuple[int, int]:
+    """Channels of a backbone's (stride-8, stride-16) features, probed with one small input in eval
+    mode (the backbone's training flag is restored)."""
+    with torch.no_grad():
+        was_training = backbone.training
+        backbone.eval()
+        c8, c16 = backbone(torch.zeros(1, 3, 32, 32))
+        backbone.train(was_training)
+    return int(c8.shape[1]), int(c16.shape[1])
+
+
 class GraderNet(nn.Module):
     """Porosity/spatter grader: ``(B, 3, H, W)`` normalised input -> :class:`GraderOutput`.
 
@@ -163,12 +174,7 @@ class GraderNet(nn.Module):
         self.embed_dim = embed_dim
         self.stride = HEATMAP_STRIDE
         self.backbone = backbone
-        with torch.no_grad():
-            was_training = backbone.training
-            backbone.eval()
-            c8, c16 = backbone(torch.zeros(1, 3, 32, 32))
-            backbone.train(was_training)
-        ch8, ch16 = int(c8.shape[1]), int(c16.shape[1])
+        ch8, ch16 = backbone_channels(backbone)
         f = neck_channels
         self.lateral8 = nn.Conv2d(ch8, f, 1)
         self.lateral16 = nn.Conv2d(ch16, f, 1)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,20 @@ from inspection.model.ordinal import coral_loss
 log = logging.getLogger(__name__)
 
 Batch = dict[str, torch.Tensor]
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """LR factor per step for ``LambdaLR``: linear warm-up over ``min(warmup_steps, total_steps // 4)``
+    steps (at least 1), then cosine decay from 1 to 0.05 at ``total_steps``."""
+    warm = max(1, min(warmup_steps, total_steps // 4))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inspection.model.net import backbone_channels
 from inspection.train.cache import DataMissingError, UnlabelledStrip, file_sha256
-from inspection.train.config import PretrainSection, TrainConfig
+from inspection.train.config import TrainConfig
+from inspection.train.loop import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +101,7 @@ class ContrastiveNet(nn.Module):
     def __init__(self, backbone: nn.Module, *, hidden_dim: int, projection_dim: int) -> None:
         super().__init__()
         self.backbone = backbone
-        with torch.no_grad():
-            was_training = backbone.training
-            backbone.eval()
-            c8, c16 = backbone(torch.zeros(1, 3, 32, 32))
-            backbone.train(was_training)
-        features = int(c8.shape[1]) + int(c16.shape[1])
+        features = sum(backbone_channels(backbone))
         self.projection = nn.Sequential(
             nn.Linear(features, hidden_dim),
             nn.BatchNorm1d(hidden_dim),
@@ -318,18 +315,6 @@ class ViewSampler:
 # The run
 
 
-def _schedule(p: PretrainSection, total_steps: int) -> Callable[[int], float]:
-    warm = max(1, min(p.warmup_steps, total_steps // 4))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
-        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
-
-
 def plot_loss(history: list[dict[str, float]], step_loss: list[float], chance: float, path: Path) -> None:
     """NT-Xent loss per step (thin) and per epoch (dots), with the chance level ``log(2B - 1)``."""
     import matplotlib
@@ -405,7 +390,7 @@ def run_pretrain(cfg: TrainConfig, *, resume: bool = False, command: str = "") -
         )
     total_steps = p.epochs * p.steps_per_epoch
     optimizer = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(p, total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(p.warmup_steps, total_steps))
 
     history: list[dict[str, float]] = []
     step_loss: list[float] = []

@@ -52,7 +52,7 @@ from inspection.train.calibrate import (
     select_peak_threshold,
 )
 from inspection.train.config import TrainConfig
-from inspection.train.loop import EvalOutputs, LossWeights, evaluate, train_one_epoch
+from inspection.train.loop import EvalOutputs, LossWeights, evaluate, train_one_epoch, warmup_cosine
 from inspection.train.metrics import head_report
 
 log = logging.getLogger(__name__)
@@ -170,15 +170,7 @@ def _optimizer(
     model: torch.nn.Module, cfg: TrainConfig, total_steps: int
 ) -> tuple[torch.optim.Optimizer, Any]:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warm = max(1, min(cfg.warmup_steps, total_steps // 4))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
-        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, total_steps))
 
 
 @dataclass
