@@ -614,8 +614,10 @@ def score(
     done_err = {r["image"] for r in previous if r.get("status") == "error"}
     todo = [it for it in items if it.image not in done_err]
     summary = ScoreSummary(total=len(items), skipped=len(items) - len(todo))
-    model_info = {"name": inspector.grader.info.name, "version": inspector.grader.info.version,
-                  "sha256": inspector.grader.info.sha256}  # fmt: skip
+    info = inspector.grader.info
+    model_info = {"name": info.name, "version": info.version, "sha256": info.sha256}
+    if info.runtime:
+        model_info["runtime"] = info.runtime
     t_start = time.perf_counter()
     pending: list[_Job] = []
 
@@ -684,19 +686,26 @@ def _jobs(
     workers: int,
     batch_size: int,
 ) -> Iterator[_Job]:
-    """Prepared jobs in input order; with workers, a bounded window runs ahead of the consumer."""
+    """Prepared jobs in input order; a bounded window runs ahead of the consumer.
+
+    ``workers`` <= 0: one thread of this process prepares while the caller runs the model (decoding,
+    OpenCV and onnxruntime release the GIL, so the two overlap on two cores and nothing is pickled);
+    N > 0: N worker processes.
+    """
+    pool: cf.Executor
     if workers <= 0:
         _init_worker(cfg, done, keep_bytes)
-        for item in items:
-            yield _work(item)
-        return
-    window = max(2 * batch_size, 4 * workers)
-    with cf.ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=_worker_context(),
-        initializer=_init_worker,
-        initargs=(cfg, done, keep_bytes),
-    ) as pool:
+        pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="weldinspect-prepare")
+        window = 2 * batch_size
+    else:
+        pool = cf.ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=_worker_context(),
+            initializer=_init_worker,
+            initargs=(cfg, done, keep_bytes),
+        )
+        window = max(2 * batch_size, 4 * workers)
+    with pool:
         queue: deque[cf.Future[_Job]] = deque()
         try:
             for item in items:

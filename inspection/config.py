@@ -32,14 +32,17 @@ class IngestConfig(_Section):
 
     max_pixels: int = Field(50_000_000, gt=0)
     max_bytes: int = Field(200 * 1024 * 1024, gt=0)
+    # JPEGs are decoded at 1/2, 1/4 or 1/8 scale (DCT scaling) when the quality gate and the seam
+    # strip still get all the pixels they use (see inspection.pipeline.analysis_min_size).
+    reduced_decode: bool = True
 
 
 class QualityConfig(_Section):
     """Quality gate thresholds (measured on a grayscale copy, long side resized to ``work_size``)."""
 
-    # Defaults calibrated on the 1448 real photos in ../shared/data (99.2 % pass; see inspection/quality.py).
-    work_size: int = Field(512, ge=64)
-    blur_min_sharpness: float = Field(6.0, ge=0)
+    # Defaults calibrated on the 1448 real photos in ../shared/data (see inspection/quality.py).
+    work_size: int = Field(320, ge=64)
+    blur_min_sharpness: float = Field(12.0, ge=0)
     dark_max_mean: float = Field(30.0, ge=0, le=255)
     bright_min_mean: float = Field(240.0, ge=0, le=255)
     clipped_max_fraction: float = Field(0.7, ge=0, le=1)

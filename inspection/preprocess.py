@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import numpy.typing as npt
+from scipy import sparse
 
 from inspection.config import PreprocessConfig
 from inspection.types import Box, Image, SeamRegion, check_image
@@ -271,6 +272,30 @@ def source_to_tile(tile: Tile, strip: Strip, points: npt.ArrayLike) -> FloatArra
 # --------------------------------------------------------------------------------------------
 
 
+def _source_size(image: Image, source_size: tuple[int, int] | None) -> tuple[int, int]:
+    """``(height, width)`` of the source ``image`` stands for (itself unless ``source_size``)."""
+    if source_size is None:
+        return int(image.shape[0]), int(image.shape[1])
+    h, w = int(source_size[0]), int(source_size[1])
+    ih, iw = image.shape[:2]
+    if h < ih or w < iw or abs(h / ih - w / iw) > 0.02 * max(h / ih, w / iw):
+        msg = f"source_size {h}x{w} is not an upscale of the {ih}x{iw} image with one aspect ratio"
+        raise ValueError(msg)
+    return h, w
+
+
+def _downscaled_size(h: int, w: int, factor: float) -> tuple[int, int]:
+    """``(height, width)`` :func:`_downscale` gives an ``h`` x ``w`` image for ``factor``."""
+    if factor <= 1.0:
+        return h, w
+    for k in sorted(
+        range(max(1, math.floor(factor * 0.75)), math.ceil(factor * 1.25) + 1), key=lambda k: abs(k - factor)
+    ):
+        if k > 1 and w % k == 0 and h % k == 0:
+            return h // k, w // k
+    return max(1, round(h / factor)), max(1, round(w / factor))
+
+
 def _downscale(image: npt.NDArray[np.uint8], factor: float) -> npt.NDArray[np.uint8]:
     """Area-average ``image`` down by about ``factor`` (>= 1), fast and alias free.
 
@@ -279,35 +304,32 @@ def _downscale(image: npt.NDArray[np.uint8], factor: float) -> npt.NDArray[np.ui
     rescale in continuous coordinates: ``x_small = x * small_w / w`` (and likewise for y).
     """
     h, w = image.shape[:2]
-    if factor <= 1.0:
-        return image
-    base = max(1, round(factor))
-    for k in sorted(
-        range(max(1, math.floor(factor * 0.75)), math.ceil(factor * 1.25) + 1), key=lambda k: abs(k - factor)
-    ):
-        if k > 1 and w % k == 0 and h % k == 0:
-            base = k
-            break
-    else:
-        nw, nh = max(1, round(w / factor)), max(1, round(h / factor))
-        return np.asarray(cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA), dtype=np.uint8)
-    if base <= 1:
-        return image
-    return np.asarray(cv2.resize(image, (w // base, h // base), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    return _resize_area(image, _downscaled_size(h, w, factor))
 
 
-def texture_energy(image: Image, work_size: int) -> npt.NDArray[np.float32]:
+def _resize_area(image: npt.NDArray[np.uint8], size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """Area-resize ``image`` to ``size`` ``(height, width)`` (no copy when it already has it)."""
+    if image.shape[:2] == size:
+        return image
+    return np.asarray(cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+
+
+def texture_energy(
+    image: Image, work_size: int, source_size: tuple[int, int] | None = None
+) -> npt.NDArray[np.float32]:
     """Blob/ripple texture energy of ``image`` on a grid whose long side is about ``work_size``.
 
     The energy is the smaller eigenvalue of the local structure tensor (Shi-Tomasi measure) of a
     grayscale copy, integrated over ``TENSOR_SIGMA`` x the long side: high where gradients point in
     many directions (bead ripples, pores, spatter), near zero on smooth metal and on straight
     edges or scratches (tube silhouettes, rolling marks), which are strongly oriented.
-    Returns a float32 ``(gh, gw)`` map (squared grey-level gradients), aspect ratio kept.
+    Returns a float32 ``(gh, gw)`` map (squared grey-level gradients), aspect ratio kept. The grid
+    depends on the source's size only: with ``source_size`` (``image`` is a downscaled copy of a
+    source of that size) it is the grid the full-size source would get.
     """
-    h, w = image.shape[:2]
+    h, w = source_size if source_size is not None else image.shape[:2]
     gray8 = np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), dtype=np.uint8)
-    gray = _downscale(gray8, max(h, w) / work_size).astype(np.float32)
+    gray = _resize_area(gray8, _downscaled_size(h, w, max(h, w) / work_size)).astype(np.float32)
     size = max(gray.shape)
     gray = np.asarray(cv2.GaussianBlur(gray, (0, 0), GRADIENT_SIGMA * size), dtype=np.float32)
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
@@ -321,11 +343,13 @@ def texture_energy(image: Image, work_size: int) -> npt.NDArray[np.float32]:
     return out
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=128)
 def _projection_geometry(
     gh: int, gw: int, height: int, width: int, angles: tuple[float, ...]
-) -> tuple[npt.NDArray[np.intp], FloatArray, float, float, int]:
-    """Bin index per (angle, cell), cells per bin, bin width and v of bin 0 (source pixels).
+) -> tuple[sparse.csr_matrix, FloatArray, float, float, int]:
+    """Projection matrix ``(angles * bins, cells)`` (1 where a cell falls in a bin at an angle),
+    cells per bin, bin width and v of bin 0 (source pixels). Cached: the coarse search always
+    uses the same angles, the fine search one of 45 sets.
 
     Cell centres are in source pixels relative to the image centre; ``v = -x sin a + y cos a`` is
     the across-seam coordinate for seam direction ``a``.
@@ -343,9 +367,12 @@ def _projection_geometry(
     idx = np.floor((v + half) / binw).astype(np.intp) + 1
     idx += (np.arange(len(angles)) * nbins)[:, None]
     counts = np.bincount(idx.ravel(), minlength=len(angles) * nbins).astype(np.float64)
-    idx.setflags(write=False)
     counts.setflags(write=False)
-    return idx, counts.reshape(len(angles), nbins), binw, -half - binw, nbins
+    cells = np.tile(np.arange(gh * gw), len(angles))
+    proj = sparse.csr_matrix(
+        (np.ones(idx.size), (idx.ravel(), cells)), shape=(len(angles) * nbins, gh * gw)
+    )
+    return proj, counts.reshape(len(angles), nbins), binw, -half - binw, nbins
 
 
 @dataclass(frozen=True)
@@ -363,10 +390,8 @@ def _profiles(
     energy: npt.NDArray[np.float32], height: int, width: int, angles: tuple[float, ...]
 ) -> _Profiles:
     gh, gw = energy.shape
-    idx, counts, binw, v0, nbins = _projection_geometry(gh, gw, height, width, angles)
-    e = energy.ravel().astype(np.float64)
-    sums = np.bincount(idx.ravel(), weights=np.tile(e, len(angles)), minlength=len(angles) * nbins)
-    sums = sums.reshape(len(angles), nbins)
+    proj, counts, binw, v0, nbins = _projection_geometry(gh, gw, height, width, angles)
+    sums = np.asarray(proj @ energy.ravel().astype(np.float64)).reshape(len(angles), nbins)
     valid = counts >= MIN_BIN_FILL * counts.max(axis=1, keepdims=True)
     mean = np.where(valid, sums / np.maximum(counts, 1.0), 0.0)
     return _Profiles(angles, mean, valid, binw, v0)
@@ -506,7 +531,9 @@ def _search(
     return prof, bands, norm
 
 
-def locate_seam(image: Image, cfg: PreprocessConfig) -> SeamRegion | None:
+def locate_seam(
+    image: Image, cfg: PreprocessConfig, source_size: tuple[int, int] | None = None
+) -> SeamRegion | None:
     """Find the weld bead: an oriented band (centre, length along, width across, angle, score).
 
     ``image``: RGB uint8 (H, W, 3), not modified. Returns None when the image has no texture at
@@ -522,10 +549,13 @@ def locate_seam(image: Image, cfg: PreprocessConfig) -> SeamRegion | None:
     least ``AMBIGUITY_MIN_SEPARATION_DEG`` away scores within ``AMBIGUITY_LIMIT`` of the best, the
     orientation is unreliable and the whole image is returned (:func:`whole_image_region`), so that
     the strip still contains the bead; the score is lowered accordingly.
+
+    ``source_size`` ``(height, width)``: ``image`` is a downscaled copy of a source of that size
+    (a reduced JPEG decode); the region is then in source pixels.
     """
     check_image(image)
-    height, width = image.shape[:2]
-    energy = texture_energy(image, cfg.work_size)
+    height, width = _source_size(image, source_size)
+    energy = texture_energy(image, cfg.work_size, (height, width))
     if max(energy.shape) > PROJECTION_SIZE:
         k = PROJECTION_SIZE / max(energy.shape)
         size = (max(1, round(energy.shape[1] * k)), max(1, round(energy.shape[0] * k)))
@@ -677,7 +707,9 @@ def _strip_matrix(region: SeamRegion, strip_len: int, strip_h: int) -> FloatArra
     )
 
 
-def extract_strip(image: Image, region: SeamRegion, cfg: PreprocessConfig) -> Strip:
+def extract_strip(
+    image: Image, region: SeamRegion, cfg: PreprocessConfig, source_size: tuple[int, int] | None = None
+) -> Strip:
     """Crop and rotate ``region`` (widened by ``cfg.margin``) into a horizontal seam strip.
 
     ``image``: RGB uint8 (H, W, 3), not modified. The strip is ``(cfg.strip_height, L, 3)`` with
@@ -685,16 +717,19 @@ def extract_strip(image: Image, region: SeamRegion, cfg: PreprocessConfig) -> St
     ``cfg.max_tiles`` tiles cover, the strip is compressed along the seam to that length (then
     ``Strip.scale_along < Strip.scale``). Pixels outside the image are filled by replicating its
     border. Strong downscales are pre-filtered with an area resize (no aliasing).
+
+    ``source_size`` ``(height, width)``: ``image`` is a downscaled copy of a source of that size;
+    ``region`` and the strip's matrix are in source pixels.
     """
     check_image(image)
-    height, width = image.shape[:2]
+    height, width = _source_size(image, source_size)
     crop = crop_region(region, height, width, cfg.margin)
     sv = cfg.strip_height / crop.width
     strip_len = max(1, round(crop.length * sv))
     strip_len = min(strip_len, max_strip_length(cfg))
     matrix = _strip_matrix(crop, strip_len, cfg.strip_height)
 
-    f = max(sv, strip_len / crop.length)
+    f = max(sv, strip_len / crop.length) * width / image.shape[1]  # strip px per image px
     src = _downscale(image, 1.0 / f) if f < 0.7 else image
     pre = np.diag([width / src.shape[1], height / src.shape[0], 1.0])  # resized (x', y') -> source
     m_src = matrix @ pre  # resized continuous coords -> strip
@@ -738,20 +773,26 @@ def make_tiles(strip: Strip, cfg: PreprocessConfig) -> list[Tile]:
     return [Tile(np.ascontiguousarray(img[:, o : o + t]), o * u_scale, t, u_scale) for o in offsets]
 
 
-def preprocess(image: Image, cfg: PreprocessConfig) -> Preprocessed:
+def preprocess(
+    image: Image, cfg: PreprocessConfig, source_size: tuple[int, int] | None = None
+) -> Preprocessed:
     """Locate the seam, extract the strip and cut the tiles (the one path for training and inference).
 
     When no seam is found (featureless image), the strip covers the whole image along its long axis
     and ``seam_score`` is 0, so the pipeline still runs and the quality gate routes to review.
+    ``source_size`` ``(height, width)``: ``image`` is a downscaled copy of a source of that size
+    (a reduced JPEG decode); every coordinate returned is then in source pixels.
     """
     check_image(image)
-    region = locate_seam(image, cfg)
+    height, width = _source_size(image, source_size)
+    region = locate_seam(image, cfg, (height, width))
     if region is None:
-        use = whole_image_region(image.shape[0], image.shape[1], 0.0)
+        use = whole_image_region(height, width, 0.0)
         score = 0.0
     else:
         use = region
         score = region.score
-    strip = extract_strip(image, use, cfg if region is not None else cfg.model_copy(update={"margin": 0.0}))
+    strip_cfg = cfg if region is not None else cfg.model_copy(update={"margin": 0.0})
+    strip = extract_strip(image, use, strip_cfg, (height, width))
     tiles = make_tiles(strip, cfg)
     return Preprocessed(region=region, strip=strip, tiles=tuple(tiles), seam_score=score)

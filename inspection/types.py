@@ -280,9 +280,14 @@ class StandardsReport:
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """Which model graded: artifact ``name`` and ``version``, ``sha256`` of its ``model.safetensors``
+    and the ``runtime`` that ran it (``torch``, ``onnx`` or ``onnx-int8``; ``""`` = not recorded,
+    and then omitted from serialised results)."""
+
     name: str
     version: str
     sha256: str
+    runtime: str = ""
 
 
 @dataclass(frozen=True)
@@ -322,7 +327,10 @@ class InspectionResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists, enums their values)."""
-        return _jsonable(dataclasses.asdict(self))
+        d: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        if not d["model"].get("runtime"):
+            d["model"].pop("runtime", None)
+        return d
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InspectionResult:

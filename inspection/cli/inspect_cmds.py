@@ -43,7 +43,7 @@ def inspect_cmd(
         None, "--model", help="Model artifact folder (default: the shipped model)."
     ),
     backend: str = typer.Option(
-        "auto", "--backend", help="torch, onnx, or auto (onnx when the model ships model.onnx)."
+        "auto", "--backend", help="torch, onnx, onnx-int8, or auto (the fastest the model ships: int8, onnx, torch)."
     ),
 ) -> None:
     """Inspect one image and print the result as JSON (grades, findings, standards, advice)."""

@@ -100,6 +100,79 @@ def model_export_onnx(
             raise typer.Exit(code=1)
 
 
+def _calibration_tiles(directory: Path, paths: list[Path], limit: int) -> tuple[object, list[str], list[Path]]:
+    """Tiles (uint8, N x H x W x 3) of up to ``limit`` photos found under ``paths``, preprocessed
+    exactly as the pipeline does, plus the folder names and the photos used (every k-th file)."""
+    import numpy as np
+
+    from inspection.batch import UsageError, expand_inputs
+    from inspection.ingest import IngestError
+    from inspection.pipeline import Inspector, prepare
+
+    try:
+        items = expand_inputs(paths, recursive=True, glob="*.jpg")
+        items += expand_inputs(paths, recursive=True, glob="*.png")
+    except UsageError as exc:
+        typer.echo(f"weldinspect model quantize: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    items = sorted(items, key=lambda it: it.image)
+    step = max(1, len(items) // max(limit, 1))
+    chosen = items[::step][:limit]
+    cfg = Inspector.from_artifact(directory, backend="onnx").prepare_config
+    tiles, used = [], []
+    for it in chosen:
+        try:
+            prepared = prepare(it.path, cfg)
+        except IngestError as exc:
+            typer.echo(f"skipping {exc}", err=True)
+            continue
+        if prepared.pre is not None:
+            tiles.extend(t.image for t in prepared.pre.tiles)
+            used.append(it.path)
+    if not tiles:
+        typer.echo("weldinspect model quantize: no gradable photos found for calibration", err=True)
+        raise typer.Exit(code=2)
+    return np.stack(tiles), [str(p) for p in paths], used
+
+
+@model_app.command("quantize")
+def model_quantize(
+    directory: Path | None = typer.Argument(None, help="Artifact folder (default: the shipped model)."),
+    calibration: list[Path] = typer.Option(
+        ..., "--calibration", help="Photos or folders (searched recursively) to calibrate on."
+    ),
+    limit: int = typer.Option(256, "--limit", help="Photos used for calibration (spread over the files)."),
+    check: list[Path] = typer.Option(
+        [], "--check", help="Photos or folders to compare int8 with float32 on (default: none)."
+    ),
+) -> None:
+    """Quantize model.onnx to int8 (model.int8.onnx, backend onnx-int8), calibrated on real photos."""
+    import json
+
+    from inspection.model.artifact import ArtifactError
+    from inspection.model.quantize import quantize_artifact
+
+    directory = _model_dir_or_exit(directory, "quantize")
+    tiles, sources, used = _calibration_tiles(directory, calibration, limit)
+    try:
+        path = quantize_artifact(directory, tiles, sources=sources)  # type: ignore[arg-type]
+    except (ArtifactError, ValueError) as exc:
+        typer.echo(f"weldinspect model quantize: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(f"wrote {path} ({len(tiles)} calibration tiles from {len(used)} photos)")
+    if check:
+        from inspection.batch import expand_inputs
+        from inspection.pipeline import Inspector, compare_inspectors
+
+        items = expand_inputs(check, recursive=True, glob="*.jpg")
+        result = compare_inspectors(
+            Inspector.from_artifact(directory, backend="onnx"),
+            Inspector.from_artifact(directory, backend="onnx-int8"),
+            [it.path for it in items],
+        )
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+
+
 # --- `weldinspect train` (training engineer) ------------------------------------------------------
 
 

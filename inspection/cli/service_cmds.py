@@ -23,7 +23,9 @@ _HOME = typer.Option(
 )
 _DB = typer.Option(None, "--db", help="Database URL, e.g. postgresql+psycopg://user@host:5432/db.")
 _MODEL = typer.Option(None, "--model", help="Model artifact folder (default: the shipped model).")
-_BACKEND = typer.Option("torch", "--backend", help="torch or onnx (onnxruntime: faster on CPU).")
+_BACKEND = typer.Option(
+    "auto", "--backend", help="auto (the fastest the model ships), torch, onnx or onnx-int8."
+)
 
 
 def register(app: typer.Typer) -> None:

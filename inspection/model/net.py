@@ -303,7 +303,9 @@ def normalize_tiles(
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         msg = f"mean and std need 3 values with std > 0, got mean={list(mean)} std={list(std)}"
         raise ValueError(msg)
-    m = np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1) * 255.0
-    inv = 1.0 / (np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1) * 255.0)
-    x = arr.transpose(0, 3, 1, 2).astype(np.float32)
-    return np.ascontiguousarray((x - m) * inv)
+    m = np.asarray(mean, dtype=np.float32) * np.float32(255.0)
+    inv = np.float32(1.0) / (np.asarray(std, dtype=np.float32) * np.float32(255.0))
+    x = arr.astype(np.float32)  # normalise channels-last (contiguous), then one transposing copy
+    x -= m
+    x *= inv
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

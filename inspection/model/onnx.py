@@ -127,15 +127,28 @@ class OnnxRunner:
 
 
 def load_onnx_runner(
-    artifact_dir: Path, threads: int | None = None
+    artifact_dir: Path, threads: int | None = None, *, int8: bool = False
 ) -> tuple[ModelConfig, ModelInfo, OodStats, OnnxRunner]:
     """Config, identity, OOD statistics and an :class:`OnnxRunner` for an artifact.
 
     Uses ``<artifact_dir>/model.onnx``; when it is missing, exports to a temporary file (logged;
-    run ``weldinspect model export-onnx`` to ship the file and skip this).
+    run ``weldinspect model export-onnx`` to ship the file and skip this). With ``int8``, uses
+    ``model.int8.onnx`` and raises :class:`ArtifactError` when it is missing (quantizing needs
+    calibration photos: ``weldinspect model quantize``).
     """
     artifact_dir = Path(artifact_dir)
     config, info, ood = read_artifact_meta(artifact_dir)
+    if int8:
+        from inspection.model.quantize import INT8_FILE
+
+        path = artifact_dir / INT8_FILE
+        if not path.is_file():
+            msg = (
+                f"{artifact_dir} has no {INT8_FILE} (backend onnx-int8); create it with "
+                f"`weldinspect model quantize {artifact_dir} --calibration PHOTOS...` or use backend onnx"
+            )
+            raise ArtifactError(msg)
+        return config, info, ood, OnnxRunner(path, info.sha256, threads)
     path = artifact_dir / ONNX_FILE
     if path.is_file():
         return config, info, ood, OnnxRunner(path, info.sha256, threads)

@@ -388,6 +388,8 @@ def score_ray(
     jpath, shards = journal_path(out), shard_dir(out)
     info = inspector.grader.info
     model_info = {"name": info.name, "version": info.version, "sha256": info.sha256}
+    if info.runtime:
+        model_info["runtime"] = info.runtime
     summary = ScoreSummary(total=len(items))
     t_start = time.perf_counter()
     owned = False

@@ -16,7 +16,8 @@ class ServiceSettings:
       ``postgresql+psycopg://user@host:5432/db``); ``images_dir``: the content-addressed image files;
       ``keys_dir``: the Ed25519 evidence keys (``weldinspect keys init``).
     * ``model_dir``: model artifact directory (None = the shipped default model); ``backend``:
-      ``torch`` or ``onnx`` (onnxruntime, 2-3x faster on CPU; uses the artifact's ``model.onnx``).
+      ``auto`` (default: the fastest the artifact ships, see :func:`inspection.pipeline.auto_backend`),
+      ``torch``, ``onnx`` (the artifact's ``model.onnx``) or ``onnx-int8`` (``model.int8.onnx``).
     * ``signing_key_id`` / ``signing_station``: which evidence key signs records when the keys
       directory holds several (see :func:`inspection.evidence.keys.load_signer`).
     * ``max_upload_bytes``: largest accepted image upload (bytes); ``max_pixels``: largest image
@@ -31,7 +32,7 @@ class ServiceSettings:
     images_dir: Path
     keys_dir: Path
     model_dir: Path | None = None
-    backend: str = "torch"
+    backend: str = "auto"
     signing_key_id: str | None = None
     signing_station: str | None = None
     max_upload_bytes: int = 25 * 1024 * 1024
@@ -50,8 +51,8 @@ class ServiceSettings:
             if not (isinstance(value, int) and value > 0):
                 msg = f"ServiceSettings.{name} must be a positive integer, got {value!r}"
                 raise ValueError(msg)
-        if self.backend not in ("torch", "onnx"):
-            msg = f"ServiceSettings.backend must be 'torch' or 'onnx', got {self.backend!r}"
+        if self.backend not in ("auto", "torch", "onnx", "onnx-int8"):
+            msg = f"ServiceSettings.backend must be 'auto', 'torch', 'onnx' or 'onnx-int8', got {self.backend!r}"
             raise ValueError(msg)
         if self.threads is not None and self.threads < 1:
             msg = f"ServiceSettings.threads must be >= 1 or None, got {self.threads!r}"
