@@ -464,7 +464,18 @@ def compare_inspectors(
             ra, rb = a.result, b.result
             if ra.porosity is None or ra.spatter is None or rb.porosity is None or rb.spatter is None:
                 continue
-            rows_a.append(([ra.porosity.grade, ra.spatter.grade], [list(ra.porosity.probs), list(ra.spatter.probs)], ra.needs_review))
-            rows_b.append(([rb.porosity.grade, rb.spatter.grade], [list(rb.porosity.probs), list(rb.spatter.probs)], rb.needs_review))
+            rows_a.append(
+                (
+                    [ra.porosity.grade, ra.spatter.grade],
+                    [list(ra.porosity.probs), list(ra.spatter.probs)],
+                    ra.needs_review,
+                )
+            )
+            rows_b.append(
+                (
+                    [rb.porosity.grade, rb.spatter.grade],
+                    [list(rb.porosity.probs), list(rb.spatter.probs)],
+                    rb.needs_review,
+                )
+            )
     return agreement(rows_a, rows_b)
-

@@ -369,9 +369,7 @@ def _projection_geometry(
     counts = np.bincount(idx.ravel(), minlength=len(angles) * nbins).astype(np.float64)
     counts.setflags(write=False)
     cells = np.tile(np.arange(gh * gw), len(angles))
-    proj = sparse.csr_matrix(
-        (np.ones(idx.size), (idx.ravel(), cells)), shape=(len(angles) * nbins, gh * gw)
-    )
+    proj = sparse.csr_matrix((np.ones(idx.size), (idx.ravel(), cells)), shape=(len(angles) * nbins, gh * gw))
     return proj, counts.reshape(len(angles), nbins), binw, -half - binw, nbins
 
 
@@ -423,29 +421,33 @@ def _best_bands(prof: _Profiles, widths_bins: tuple[int, ...]) -> list[_Band]:
     cc = np.concatenate([np.zeros((n_a, 1)), np.cumsum(c, axis=1)], axis=1)
     best_r = np.full(n_a, -np.inf)
     best = np.zeros((n_a, 5))
+    rows = np.arange(n_a)
     for w in widths_bins:
         if w >= n_b:
             continue
         f = max(2, round(FLANK_WIDTH * w))
         g = round(FLANK_GUARD * w)
-        s = np.arange(0, n_b - w + 1)
-        cen_n = cc[:, s + w] - cc[:, s]
-        cen = (cp[:, s + w] - cp[:, s]) / np.maximum(cen_n, 1e-9)
-        l1, l0 = np.clip(s - g, 0, n_b), np.clip(s - g - f, 0, n_b)
+        m = n_b - w + 1  # window starts s = 0 .. n_b - w
+        s = np.arange(m)
+        cen_n = cc[:, w : w + m] - cc[:, :m]
+        cen = (cp[:, w : w + m] - cp[:, :m]) / np.maximum(cen_n, 1e-9)
+        l1, l0 = np.maximum(s - g, 0), np.maximum(s - g - f, 0)
         left_n = cc[:, l1] - cc[:, l0]
-        left = np.where(left_n >= 1, (cp[:, l1] - cp[:, l0]) / np.maximum(left_n, 1e-9), np.nan)
-        r0, r1 = np.clip(s + w + g, 0, n_b), np.clip(s + w + g + f, 0, n_b)
+        r0, r1 = np.minimum(s + w + g, n_b), np.minimum(s + w + g + f, n_b)
         right_n = cc[:, r1] - cc[:, r0]
-        right = np.where(right_n >= 1, (cp[:, r1] - cp[:, r0]) / np.maximum(right_n, 1e-9), np.nan)
-        sur = np.maximum(left, right)  # NaN (no flank) propagates: both flanks must exist
-        both = (left_n >= f / 2) & (right_n >= f / 2)
-        r = np.where((cen_n >= 0.6 * w) & both & np.isfinite(sur), cen - sur, -np.inf)
+        # a flank needs >= f/2 valid bins (then its mean exists); both flanks must exist
+        both = (left_n >= f / 2) & (right_n >= f / 2) & (cen_n >= 0.6 * w)
+        left = (cp[:, l1] - cp[:, l0]) / np.maximum(left_n, 1e-9)
+        right = (cp[:, r1] - cp[:, r0]) / np.maximum(right_n, 1e-9)
+        sur = np.maximum(left, right)
+        r = np.where(both, cen - sur, -np.inf)
         j = np.argmax(r, axis=1)
-        rows = np.arange(n_a)
         rj = r[rows, j]
         better = rj > best_r
+        if not better.any():
+            continue
         best_r = np.where(better, rj, best_r)
-        upd = np.stack([s[j], s[j] + w, rj, cen[rows, j], np.nan_to_num(sur[rows, j])], axis=1)
+        upd = np.stack([s[j], s[j] + w, rj, cen[rows, j], np.where(both[rows, j], sur[rows, j], 0.0)], axis=1)
         best = np.where(better[:, None], upd, best)
     return [
         _Band(i, int(best[i, 0]), int(best[i, 1]), float(best[i, 2]), float(best[i, 3]), float(best[i, 4]))
@@ -526,7 +528,7 @@ def _search(
     short = min(height, width) / prof.binw
     widths = tuple(sorted({max(2, round(f * short)) for f in BAND_WIDTHS}))
     bands = _best_bands(prof, widths)
-    means = np.array([float(prof.mean[i][prof.valid[i]].mean()) for i in range(len(angles))])
+    means = (prof.mean * prof.valid).sum(axis=1) / np.maximum(prof.valid.sum(axis=1), 1)
     norm = np.array([b.response for b in bands]) / np.maximum(means, 1e-9)
     return prof, bands, norm
 

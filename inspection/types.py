@@ -327,7 +327,7 @@ class InspectionResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists, enums their values)."""
-        d: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        d: dict[str, Any] = _jsonable(self)
         if not d["model"].get("runtime"):
             d["model"].pop("runtime", None)
         return d
@@ -392,6 +392,10 @@ class InspectionResult:
 
 
 def _jsonable(value: Any) -> Any:
+    """JSON-ready copy: what ``_jsonable(dataclasses.asdict(value))`` gives, without asdict's deep
+    copies (results are converted once per image, so this is on the scoring hot path)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Mapping):

@@ -247,3 +247,83 @@ def test_damaged_exif_keeps_the_stored_orientation() -> None:
     bad_exif = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff\x01\x12"
     image = decode_image(encode(gradient_rgb(20, 30), "JPEG", exif=bad_exif), name="bad_exif.jpg")
     assert image.shape == (20, 30, 3)
+
+
+# --- reduced-scale JPEG decoding -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("shape", "min_short", "min_long", "decoded"),
+    [
+        ((800, 800), 320, 320, (400, 400)),  # 1/2 keeps both minimums, 1/4 would not
+        ((800, 800), 100, 100, (100, 100)),  # 1/8
+        ((800, 800), 401, 320, (800, 800)),  # 1/2 would give 400 < 401
+        ((480, 960), 120, 240, (120, 240)),  # 1/4: short and long checked separately
+        ((480, 960), 120, 241, (240, 480)),
+        ((64, 64), 320, 320, (64, 64)),  # small images are never enlarged or reduced
+    ],
+)
+def test_jpeg_decodes_at_the_smallest_scale_that_keeps_the_minimums(
+    shape: tuple[int, int], min_short: int, min_long: int, decoded: tuple[int, int]
+) -> None:
+    from inspection.ingest import decode_reduced
+
+    data = encode(gradient_rgb(*shape), "JPEG", quality=95)
+    out = decode_reduced(data, "x.jpg", min_short=min_short, min_long=min_long)
+    assert out.image.shape == (*decoded, 3)
+    assert (out.height, out.width) == shape
+    assert out.reduction == pytest.approx(shape[1] / decoded[1])
+    check_image(out.image)
+
+
+def test_reduced_decode_is_close_to_an_area_downscale_of_the_full_decode() -> None:
+    import cv2
+
+    from inspection.ingest import decode_reduced
+
+    data = encode(gradient_rgb(400, 600), "JPEG", quality=95)
+    full = decode_image(data)
+    half = decode_reduced(data, min_short=150, min_long=150).image
+    assert half.shape == (200, 300, 3)
+    area = cv2.resize(full, (300, 200), interpolation=cv2.INTER_AREA).astype(int)
+    diff = np.abs(half.astype(int) - area).mean()
+    assert diff < 4.0  # grey levels: DCT scaling is close to an area average...
+    shifted = np.abs(half[:, 1:].astype(int) - area[:, :-1]).mean()
+    assert diff < shifted / 2  # ...and aligned with it (same pixel grid, no offset)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "BMP", "TIFF"])
+def test_only_jpeg_is_decoded_reduced(fmt: str) -> None:
+    from inspection.ingest import decode_reduced
+
+    out = decode_reduced(encode(gradient_rgb(400, 400), fmt), min_short=50, min_long=50)
+    assert out.image.shape == (400, 400, 3) and out.reduction == 1.0
+
+
+def test_reduced_decode_can_be_switched_off() -> None:
+    from inspection.ingest import decode_reduced
+
+    data = encode(gradient_rgb(400, 400), "JPEG")
+    cfg = IngestConfig(reduced_decode=False)
+    assert decode_reduced(data, cfg=cfg, min_short=50, min_long=50).image.shape == (400, 400, 3)
+    assert decode_reduced(data).image.shape == (400, 400, 3)  # no minimums: full size
+
+
+def test_reduced_decode_reports_the_upright_full_size_under_exif_rotation() -> None:
+    from inspection.ingest import decode_reduced
+
+    stored = np.zeros((200, 400, 3), np.uint8)  # 400 wide, 200 high, as stored
+    stored[:40, :40] = (255, 0, 0)
+    out = decode_reduced(jpeg_with_orientation(stored, 6), "rot.jpg", min_short=100, min_long=100)
+    assert out.image.shape == (200, 100, 3)  # rotated and halved
+    assert (out.height, out.width) == (400, 200)  # the upright full size
+    assert out.image[:10, -10:, 0].mean() > 200  # the marker went to the top-right, as at full size
+
+
+def test_reduced_decode_still_refuses_bad_files() -> None:
+    from inspection.ingest import decode_reduced
+
+    data = encode(gradient_rgb(400, 400), "JPEG")
+    with pytest.raises(IngestError) as info:
+        decode_reduced(truncated(data), "cut.jpg", min_short=50, min_long=50)
+    assert info.value.code == "truncated" and "cut.jpg" in str(info.value)

@@ -170,3 +170,66 @@ def test_auto_backend_prefers_shipped_onnx(tmp_path: Path, weld_image: np.ndarra
     onnx_result = onnx_inspector.inspect(weld_image)
     assert torch_result.porosity is not None and onnx_result.porosity is not None
     np.testing.assert_allclose(torch_result.porosity.probs, onnx_result.porosity.probs, atol=1e-4)
+
+
+def test_jpeg_is_prepared_at_reduced_scale_with_source_geometry(tiny_model_dir: Path) -> None:
+    from inspection.config import AppConfig
+    from inspection.pipeline import analysis_min_size
+
+    weld = generate_weld(np.random.default_rng(3), width=1280, height=960, n_pores=3, n_spatter=5).image
+    data = _jpeg(weld)
+    reduced = Inspector.from_artifact(tiny_model_dir)
+    full = Inspector.from_artifact(
+        tiny_model_dir, config=AppConfig.model_validate({"ingest": {"reduced_decode": False}})
+    )
+    short, long = analysis_min_size(reduced.prepare_config)
+    assert short <= 960 // 2 and long <= 1280 // 2  # this photo can be decoded at half size
+    a, b = prepare(data, reduced.prepare_config), prepare(data, full.prepare_config)
+    assert (a.width, a.height) == (b.width, b.height) == (1280, 960)
+    assert a.pre is not None and b.pre is not None
+    ra, rb = a.pre.region, b.pre.region
+    assert ra is not None and rb is not None
+    assert abs(ra.angle_deg - rb.angle_deg) <= 2.0
+    assert np.hypot(ra.center[0] - rb.center[0], ra.center[1] - rb.center[1]) <= 0.1 * rb.width
+    assert [t.image.shape for t in a.pre.tiles] == [t.image.shape for t in b.pre.tiles]
+    # results are reported in source pixels either way
+    res_a, res_b = reduced.finish([a])[0].result, full.finish([b])[0].result
+    assert (res_a.width, res_a.height) == (1280, 960)
+    assert res_a.seam is not None and res_b.seam is not None
+    assert res_a.seam.length == pytest.approx(res_b.seam.length, rel=0.1)
+
+
+def test_analysis_min_size_follows_the_configs(inspector: Inspector) -> None:
+    from inspection.pipeline import PrepareConfig, analysis_min_size
+
+    cfg = inspector.prepare_config
+    short, long = analysis_min_size(cfg)
+    p = cfg.preprocess
+    assert short * (1 + 2 * p.margin) * p.min_width_fraction >= p.strip_height
+    assert long == cfg.quality.work_size
+    wider = PrepareConfig(
+        cfg.ingest, cfg.quality, p.model_copy(update={"min_width_fraction": 2 * p.min_width_fraction})
+    )
+    assert analysis_min_size(wider)[0] < short  # a wider minimum crop needs fewer pixels
+
+
+def test_auto_backend_prefers_int8_then_onnx_then_torch(tmp_path: Path) -> None:
+    from inspection.pipeline import auto_backend
+
+    d = tmp_path / "m"
+    d.mkdir()
+    assert auto_backend(d) == "torch"
+    (d / "model.onnx").write_bytes(b"x")
+    assert auto_backend(d) == "onnx"
+    (d / "model.int8.onnx").write_bytes(b"x")
+    assert auto_backend(d) == "onnx-int8"
+
+
+def test_result_records_the_runtime(inspector: Inspector, weld_image: np.ndarray) -> None:
+    result = inspector.inspect(weld_image)
+    assert result.model.runtime == inspector.grader.backend
+    assert result.to_dict()["model"]["runtime"] == inspector.grader.backend
+    unrecorded = InspectionResult.from_dict(
+        {**result.to_dict(), "model": {"name": "m", "version": "1", "sha256": "0" * 64}}
+    )
+    assert "runtime" not in unrecorded.to_dict()["model"]  # older records keep their exact form

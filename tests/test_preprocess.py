@@ -322,3 +322,50 @@ def test_real_photos_pore_boxes_inside_strip(porosity_data: Path) -> None:
         areas.append(box_inside_fraction(region, Box(0, 0, w, h), h, w))
     assert covered / len(rows) >= 0.95
     assert float(np.mean(areas)) <= 0.8
+
+
+# ------------------------------------------------------------------------------------------
+# Downscaled input (a reduced JPEG decode): geometry stays in source pixels
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, -60.0, 90.0])
+def test_preprocess_of_a_half_size_copy_gives_the_source_geometry(
+    angle: float, rng: np.random.Generator
+) -> None:
+    image, _ = synthetic_seam(angle, rng, size=480, width=80.0)
+    half = cv2.resize(image, (240, 240), interpolation=cv2.INTER_AREA)
+    full = preprocess(image, CFG)
+    small = preprocess(half, CFG, source_size=(480, 480))
+    assert full.region is not None and small.region is not None
+    assert angle_diff(small.region.angle_deg, full.region.angle_deg) <= 2.0
+    assert math.dist(small.region.center, full.region.center) <= 0.1 * full.region.width
+    assert small.region.width == pytest.approx(full.region.width, rel=0.15)
+    # the strip maps source pixels: same matrix scale, and its pixels show the same content
+    assert small.strip.scale == pytest.approx(full.strip.scale, rel=0.15)
+    assert (
+        small.strip.image.shape == full.strip.image.shape or abs(small.strip.length - full.strip.length) <= 8
+    )
+    h = min(small.strip.length, full.strip.length)
+    a, b = small.strip.image[:, :h].astype(float), full.strip.image[:, :h].astype(float)
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.8
+
+
+def test_locate_seam_grid_depends_on_the_source_size_only(rng: np.random.Generator) -> None:
+    from inspection.preprocess import texture_energy
+
+    image, _ = synthetic_seam(20.0, rng, size=480)
+    half = cv2.resize(image, (240, 240), interpolation=cv2.INTER_AREA)
+    full_grid = texture_energy(image, CFG.work_size)
+    half_grid = texture_energy(half, CFG.work_size, source_size=(480, 480))
+    assert half_grid.shape == full_grid.shape
+    assert np.corrcoef(half_grid.ravel(), full_grid.ravel())[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("source", [(100, 240), (480, 240), (240, 600)])
+def test_source_size_must_be_an_upscale_with_one_aspect(
+    source: tuple[int, int], rng: np.random.Generator
+) -> None:
+    image, _ = synthetic_seam(0.0, rng, size=240)
+    with pytest.raises(ValueError, match="source_size"):
+        preprocess(image, CFG, source_size=source)

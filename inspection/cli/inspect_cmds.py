@@ -43,7 +43,9 @@ def inspect_cmd(
         None, "--model", help="Model artifact folder (default: the shipped model)."
     ),
     backend: str = typer.Option(
-        "auto", "--backend", help="torch, onnx, onnx-int8, or auto (the fastest the model ships: int8, onnx, torch)."
+        "auto",
+        "--backend",
+        help="torch, onnx, onnx-int8, or auto (the fastest the model ships: int8, onnx, torch).",
     ),
 ) -> None:
     """Inspect one image and print the result as JSON (grades, findings, standards, advice)."""

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 # --- `weldinspect model ...` (model-package engineer) -------------------------------------------
 
@@ -31,6 +36,7 @@ def model_info(
 
     from inspection.model.artifact import ArtifactError, read_artifact_meta
     from inspection.model.onnx import ONNX_FILE, onnx_export_status
+    from inspection.model.quantize import INT8_FILE
 
     directory = _model_dir_or_exit(directory, "info")
     try:
@@ -39,11 +45,13 @@ def model_info(
         typer.echo(f"weldinspect model info: {exc}", err=True)
         raise typer.Exit(code=2) from exc
     onnx_status = onnx_export_status(directory, info.sha256)
+    int8_status = onnx_export_status(directory, info.sha256, INT8_FILE)
     if as_json:
         doc = {
             "path": str(directory),
             "sha256": info.sha256,
             "onnx": onnx_status,
+            "onnx_int8": int8_status,
             "ood_count": ood.count,
             "config": config.model_dump(mode="json"),
         }
@@ -66,6 +74,7 @@ def model_info(
         f"ood        threshold {t.ood}, statistics from {ood.count} embeddings"
         + (" (NOT FITTED)" if ood.count == 0 else ""),
         f"onnx       {ONNX_FILE}: {onnx_status}",
+        f"int8       {INT8_FILE}: {int8_status}",
         f"created    {config.provenance.created}  commit {config.provenance.git_commit or '-'}",
         f"manifest   {config.provenance.training_manifest_sha256 or '-'}",
         f"data       {config.provenance.data or '-'}",
@@ -100,7 +109,9 @@ def model_export_onnx(
             raise typer.Exit(code=1)
 
 
-def _calibration_tiles(directory: Path, paths: list[Path], limit: int) -> tuple[object, list[str], list[Path]]:
+def _calibration_tiles(
+    directory: Path, paths: list[Path], limit: int
+) -> tuple[npt.NDArray[np.uint8], list[str], list[Path]]:
     """Tiles (uint8, N x H x W x 3) of up to ``limit`` photos found under ``paths``, preprocessed
     exactly as the pipeline does, plus the folder names and the photos used (every k-th file)."""
     import numpy as np
@@ -119,7 +130,8 @@ def _calibration_tiles(directory: Path, paths: list[Path], limit: int) -> tuple[
     step = max(1, len(items) // max(limit, 1))
     chosen = items[::step][:limit]
     cfg = Inspector.from_artifact(directory, backend="onnx").prepare_config
-    tiles, used = [], []
+    tiles: list[npt.NDArray[np.uint8]] = []
+    used: list[Path] = []
     for it in chosen:
         try:
             prepared = prepare(it.path, cfg)
@@ -155,7 +167,7 @@ def model_quantize(
     directory = _model_dir_or_exit(directory, "quantize")
     tiles, sources, used = _calibration_tiles(directory, calibration, limit)
     try:
-        path = quantize_artifact(directory, tiles, sources=sources)  # type: ignore[arg-type]
+        path = quantize_artifact(directory, tiles, sources=sources)
     except (ArtifactError, ValueError) as exc:
         typer.echo(f"weldinspect model quantize: {exc}", err=True)
         raise typer.Exit(code=2) from exc

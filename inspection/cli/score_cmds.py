@@ -48,7 +48,9 @@ def score_cmd(
         None, "--station", help="Station id for evidence records and the signing key."
     ),
     backend: str = typer.Option(
-        "auto", "--backend", help="torch, onnx, onnx-int8, or auto (the fastest the model ships: int8, onnx, torch)."
+        "auto",
+        "--backend",
+        help="torch, onnx, onnx-int8, or auto (the fastest the model ships: int8, onnx, torch).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
     engine: str = typer.Option(

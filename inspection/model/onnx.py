@@ -158,11 +158,12 @@ def load_onnx_runner(
         return config, info, ood, OnnxRunner(exported, info.sha256, threads)
 
 
-def onnx_export_status(artifact_dir: Path, weights_sha256: str) -> str:
-    """State of ``<dir>/model.onnx``: ``missing``, ``up to date``, ``stale (...)`` or ``unreadable (...)``."""
+def onnx_export_status(artifact_dir: Path, weights_sha256: str, file: str = ONNX_FILE) -> str:
+    """State of ``<dir>/model.onnx`` (or ``file``, e.g. ``model.int8.onnx``): ``missing``,
+    ``up to date``, ``stale (...)`` or ``unreadable (...)``."""
     import onnx
 
-    path = Path(artifact_dir) / ONNX_FILE
+    path = Path(artifact_dir) / file
     if not path.is_file():
         return "missing"
     try:

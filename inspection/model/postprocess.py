@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import cv2
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import BaseModel, ConfigDict, Field
 
 from inspection.types import GRADE_LEVELS, HeadResult
@@ -66,10 +66,12 @@ class AbstainRule(BaseModel):
 
 
 def _local_max_mask(values: FloatArray, radius: int) -> npt.NDArray[np.bool_]:
-    """True where a cell equals the maximum of its ``(2r+1) x (2r+1)`` neighbourhood."""
-    padded = np.pad(values, radius, mode="constant", constant_values=-np.inf)
-    windows = sliding_window_view(padded, (2 * radius + 1, 2 * radius + 1))
-    return np.asarray(values >= windows.max(axis=(-2, -1)))
+    """True where a cell equals the maximum of its ``(2r+1) x (2r+1)`` neighbourhood (cells
+    outside the map do not count)."""
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    # dilation = moving maximum; its default constant border is -inf for dilation
+    neighbourhood_max = cv2.dilate(values, kernel, borderType=cv2.BORDER_CONSTANT)
+    return np.asarray(values >= neighbourhood_max)
 
 
 def _parabolic_offset(left: float, centre: float, right: float) -> float:
@@ -131,8 +133,10 @@ def decode_peaks(
         msg = f"max_peaks must be >= 0, got {max_peaks}"
         raise ValueError(msg)
 
+    if max_peaks == 0 or hm.max() < threshold:
+        return []
     candidates = np.argwhere(_local_max_mask(hm, min_distance) & (hm >= threshold))
-    if len(candidates) == 0 or max_peaks == 0:
+    if len(candidates) == 0:
         return []
     scores = hm[candidates[:, 0], candidates[:, 1]]
     order = np.argsort(-scores, kind="stable")  # ties keep raster order

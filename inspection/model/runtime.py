@@ -149,7 +149,9 @@ class Grader:
         if backend in ("onnx", "onnx-int8"):
             from inspection.model.onnx import load_onnx_runner
 
-            config, info, ood, runner = load_onnx_runner(directory, threads=threads, int8=backend == "onnx-int8")
+            config, info, ood, runner = load_onnx_runner(
+                directory, threads=threads, int8=backend == "onnx-int8"
+            )
             grader = cls(config, info, ood, runner, backend)
         else:
             if threads is not None and torch.get_num_threads() != threads:

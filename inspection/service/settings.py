@@ -52,7 +52,8 @@ class ServiceSettings:
                 msg = f"ServiceSettings.{name} must be a positive integer, got {value!r}"
                 raise ValueError(msg)
         if self.backend not in ("auto", "torch", "onnx", "onnx-int8"):
-            msg = f"ServiceSettings.backend must be 'auto', 'torch', 'onnx' or 'onnx-int8', got {self.backend!r}"
+            valid = "'auto', 'torch', 'onnx' or 'onnx-int8'"
+            msg = f"ServiceSettings.backend must be {valid}, got {self.backend!r}"
             raise ValueError(msg)
         if self.threads is not None and self.threads < 1:
             msg = f"ServiceSettings.threads must be >= 1 or None, got {self.threads!r}"
