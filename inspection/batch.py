@@ -678,6 +678,15 @@ def score(
     return summary
 
 
+def model_threads(workers: int, cpus: int | None = None) -> int:
+    """Model (onnxruntime / torch) threads that leave one core to the preparation: with
+    ``workers`` = 0 the prefetch thread needs about one core, with N worker processes N cores.
+    Measured on 2 cores: 1 model thread + the prefetch thread beat 2 model threads by ~15 %
+    (both spin for the same cores otherwise; docs/performance.md)."""
+    n = cpus if cpus is not None else (os.cpu_count() or 1)
+    return max(1, n - max(1, workers))
+
+
 def _jobs(
     items: Sequence[ScoreItem],
     cfg: PrepareConfig,

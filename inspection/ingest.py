@@ -321,7 +321,7 @@ def _to_rgb8(pil: PILImage.Image, name: str, fmt: str) -> Image:
         if mode in ("LA", "La"):
             pil = pil.convert("L")
         # RGBA/RGBa/CMYK/YCbCr/L/1/... -> RGB; alpha is dropped (see module docstring).
-        out = np.asarray(pil.convert("RGB"))
+        out = np.asarray(pil if pil.mode == "RGB" else pil.convert("RGB"))
     out = np.ascontiguousarray(out, dtype=np.uint8)
     if not out.flags.writeable:  # arrays viewing Pillow's buffer are read-only; hand out our own
         out = out.copy()

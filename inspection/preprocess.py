@@ -419,40 +419,77 @@ def _best_bands(prof: _Profiles, widths_bins: tuple[int, ...]) -> list[_Band]:
     c = prof.valid.astype(np.float64)
     cp = np.concatenate([np.zeros((n_a, 1)), np.cumsum(p, axis=1)], axis=1)
     cc = np.concatenate([np.zeros((n_a, 1)), np.cumsum(c, axis=1)], axis=1)
-    best_r = np.full(n_a, -np.inf)
-    best = np.zeros((n_a, 5))
+    ix = _band_windows(n_b, widths_bins)
+    if ix is None:
+        return [_Band(i, 0, 0, 0.0, 0.0, 0.0) for i in range(n_a)]
+    cen_n = cc[:, ix.hi] - cc[:, ix.lo]
+    cen = (cp[:, ix.hi] - cp[:, ix.lo]) / np.maximum(cen_n, 1e-9)
+    left_n = cc[:, ix.l1] - cc[:, ix.l0]
+    right_n = cc[:, ix.r1] - cc[:, ix.r0]
+    # a flank needs >= f/2 valid bins (then its mean exists); both flanks must exist
+    both = (left_n >= ix.half_flank) & (right_n >= ix.half_flank) & (cen_n >= ix.min_fill)
+    left = (cp[:, ix.l1] - cp[:, ix.l0]) / np.maximum(left_n, 1e-9)
+    right = (cp[:, ix.r1] - cp[:, ix.r0]) / np.maximum(right_n, 1e-9)
+    sur = np.maximum(left, right)
+    r = np.where(both, cen - sur, -np.inf)
+    # the first maximum in (width, start) order: the narrowest width reaching it, then the first start
+    j = np.argmax(r, axis=1)
     rows = np.arange(n_a)
+    rj, cj, sj = r[rows, j], cen[rows, j], np.where(both[rows, j], sur[rows, j], 0.0)
+    bands = []
+    for i in range(n_a):
+        if rj[i] == -np.inf:  # no valid window at this angle
+            bands.append(_Band(i, 0, 0, 0.0, 0.0, 0.0))
+        else:
+            bands.append(
+                _Band(i, int(ix.lo[j[i]]), int(ix.hi[j[i]]), float(rj[i]), float(cj[i]), float(sj[i]))
+            )
+    return bands
+
+
+@dataclass(frozen=True)
+class _Windows:
+    """Every candidate band window of a profile of ``n_b`` bins, all widths concatenated in order:
+    centre bins ``[lo, hi)``, flanks ``[l0, l1)`` and ``[r0, r1)`` (clipped to the profile),
+    ``half_flank`` (valid bins each flank needs) and ``min_fill`` (valid centre bins needed)."""
+
+    lo: npt.NDArray[np.intp]
+    hi: npt.NDArray[np.intp]
+    l0: npt.NDArray[np.intp]
+    l1: npt.NDArray[np.intp]
+    r0: npt.NDArray[np.intp]
+    r1: npt.NDArray[np.intp]
+    half_flank: FloatArray
+    min_fill: FloatArray
+
+
+@functools.lru_cache(maxsize=64)
+def _band_windows(n_b: int, widths_bins: tuple[int, ...]) -> _Windows | None:
+    parts: list[tuple[npt.NDArray[np.intp], ...]] = []
     for w in widths_bins:
         if w >= n_b:
             continue
         f = max(2, round(FLANK_WIDTH * w))
         g = round(FLANK_GUARD * w)
-        m = n_b - w + 1  # window starts s = 0 .. n_b - w
-        s = np.arange(m)
-        cen_n = cc[:, w : w + m] - cc[:, :m]
-        cen = (cp[:, w : w + m] - cp[:, :m]) / np.maximum(cen_n, 1e-9)
-        l1, l0 = np.maximum(s - g, 0), np.maximum(s - g - f, 0)
-        left_n = cc[:, l1] - cc[:, l0]
-        r0, r1 = np.minimum(s + w + g, n_b), np.minimum(s + w + g + f, n_b)
-        right_n = cc[:, r1] - cc[:, r0]
-        # a flank needs >= f/2 valid bins (then its mean exists); both flanks must exist
-        both = (left_n >= f / 2) & (right_n >= f / 2) & (cen_n >= 0.6 * w)
-        left = (cp[:, l1] - cp[:, l0]) / np.maximum(left_n, 1e-9)
-        right = (cp[:, r1] - cp[:, r0]) / np.maximum(right_n, 1e-9)
-        sur = np.maximum(left, right)
-        r = np.where(both, cen - sur, -np.inf)
-        j = np.argmax(r, axis=1)
-        rj = r[rows, j]
-        better = rj > best_r
-        if not better.any():
-            continue
-        best_r = np.where(better, rj, best_r)
-        upd = np.stack([s[j], s[j] + w, rj, cen[rows, j], np.where(both[rows, j], sur[rows, j], 0.0)], axis=1)
-        best = np.where(better[:, None], upd, best)
-    return [
-        _Band(i, int(best[i, 0]), int(best[i, 1]), float(best[i, 2]), float(best[i, 3]), float(best[i, 4]))
-        for i in range(n_a)
-    ]
+        s = np.arange(n_b - w + 1)
+        parts.append(
+            (
+                s,
+                s + w,
+                np.maximum(s - g - f, 0),
+                np.maximum(s - g, 0),
+                np.minimum(s + w + g, n_b),
+                np.minimum(s + w + g + f, n_b),
+                np.full(s.shape, f / 2.0),
+                np.full(s.shape, 0.6 * w),
+            )
+        )
+    if not parts:
+        return None
+    cols = [np.concatenate(arrays) for arrays in zip(*parts, strict=True)]
+    for a in cols:
+        a.setflags(write=False)
+    return _Windows(*cols)
 
 
 def _smooth1d(p: FloatArray, sigma: float) -> FloatArray:

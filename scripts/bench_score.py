@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import os
 import sys
 import tempfile
 import time
@@ -82,13 +81,14 @@ def main() -> int:
     )
     parser.add_argument("dir", nargs="?", type=Path)
     parser.add_argument("--n", type=int, default=200, help="synthetic images when no DIR is given")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=0, help="as weldinspect score (0: prefetch thread)")
+    parser.add_argument("--threads", type=int, default=0, help="model threads (0: as weldinspect score)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"])
     args = parser.parse_args()
 
-    from inspection.batch import expand_inputs, score
+    from inspection.batch import expand_inputs, model_threads, score
     from inspection.pipeline import Inspector
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,7 +97,8 @@ def main() -> int:
         if not files:
             print(f"no *.jpg files in {folder}", file=sys.stderr)
             return 2
-        inspector = Inspector.from_artifact(args.model, backend=args.backend)
+        threads = args.threads or model_threads(args.workers)
+        inspector = Inspector.from_artifact(args.model, backend=args.backend, threads=threads)
         decode_floor(files[: min(16, len(files))], args.workers)  # warm the page cache
         floor = decode_floor(files, args.workers)
         _decode_reduced(files[0])
@@ -107,7 +108,10 @@ def main() -> int:
                         workers=args.workers, batch_size=args.batch_size)  # fmt: skip
         e2e = summary.scored / (time.perf_counter() - t0)
     backend = inspector.grader.backend
-    print(f"images: {len(files)}  workers: {args.workers}  batch: {args.batch_size}  backend: {backend}")
+    print(
+        f"images: {len(files)}  workers: {args.workers}  model threads: {threads}  batch: {args.batch_size}  "
+        f"backend: {backend}"
+    )
     print(f"decode-only floor (full resolution): {floor:.1f} images/s")
     print(f"decode-only floor (pipeline scale):  {floor_reduced:.1f} images/s")
     print(f"end-to-end:                          {e2e:.1f} images/s")

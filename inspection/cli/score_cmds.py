@@ -36,7 +36,13 @@ def score_cmd(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
     glob: str | None = typer.Option(None, "--glob", help="File name pattern for folders, e.g. '*.jpg'."),
     workers: int = typer.Option(
-        -1, "--workers", help="Decode/preprocess processes (-1: one per CPU core, 0: none)."
+        0,
+        "--workers",
+        help="Decode/preprocess processes (0: one prefetch thread, fastest on small machines; "
+        "-1: one per CPU core).",
+    ),
+    threads: int = typer.Option(
+        0, "--threads", help="Model threads (0: the CPU cores left over by the prefetch thread or workers)."
     ),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per model batch and per fsync."),
     ledger: str | None = typer.Option(
@@ -73,7 +79,14 @@ def score_cmd(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from inspection.batch import UsageError, attach_contexts, expand_inputs, load_context_table, score
+    from inspection.batch import (
+        UsageError,
+        attach_contexts,
+        expand_inputs,
+        load_context_table,
+        model_threads,
+        score,
+    )
     from inspection.pipeline import Inspector
 
     err = Console(stderr=True)
@@ -98,7 +111,12 @@ def score_cmd(
         err.print("[red]error:[/red] no images found in the given paths")
         raise typer.Exit(2)
     n_workers = (os.cpu_count() or 1) if workers < 0 else workers
-    inspector = Inspector.from_artifact(model, backend=backend)
+    if threads < 0:
+        err.print(f"[red]error:[/red] --threads must be >= 0 (0: automatic), got {threads}")
+        raise typer.Exit(2)
+    inspector = Inspector.from_artifact(
+        model, backend=backend, threads=threads or (model_threads(n_workers) if engine == "local" else None)
+    )
     hook = None
     if ledger is not None:
         from inspection.batch import ledger_hook
