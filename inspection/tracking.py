@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -49,6 +49,7 @@ from inspection.recommend.outcomes import (
     RuleStats,
     evaluate_outcomes,
     rule_stats,
+    values_match,
 )
 from inspection.store import Store, repo
 from inspection.store.models import (
@@ -62,6 +63,8 @@ from inspection.store.models import (
 )
 
 logger = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -183,28 +186,72 @@ class _HistoryRow:
     thickness_mm: float | None
 
 
-def _history(store: Store, serial: str) -> list[_HistoryRow]:
-    """The machine's inspections oldest first, reviewed grades overriding the model's."""
+Combo = tuple[str | None, float | None]
+"""(material, thickness_mm): a recommendation is judged on the history of its own combination."""
+
+_CHUNK = 500
+"""Ids per ``IN (...)`` query (well below every backend's bound-parameter limit)."""
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i : i + _CHUNK]
+
+
+def _history(
+    store: Store,
+    serial: str,
+    *,
+    since: datetime | None = None,
+    combos: Iterable[Combo] = (),
+    before: int = 0,
+) -> list[_HistoryRow]:
+    """The machine's inspections oldest first, reviewed grades overriding the model's.
+
+    With ``since``: only the inspections at or after it, plus, for each of ``combos``, the last
+    ``before`` inspections of that material and thickness before it -- all that
+    :func:`evaluate_outcomes` looks at for recommendations issued at or after ``since`` with a
+    before-window of ``before``.
+    """
+    cols = (
+        InspectionRow.id,
+        InspectionRow.created_at,
+        InspectionRow.params,
+        InspectionRow.porosity_grade,
+        InspectionRow.spatter_grade,
+        InspectionRow.material,
+        InspectionRow.thickness_mm,
+    )
+    base = select(*cols).where(InspectionRow.machine_serial == serial)
     with store.session() as s:
-        rows = s.execute(
-            select(
-                InspectionRow.id,
-                InspectionRow.created_at,
-                InspectionRow.params,
-                InspectionRow.porosity_grade,
-                InspectionRow.spatter_grade,
-                InspectionRow.material,
-                InspectionRow.thickness_mm,
-            )
-            .where(InspectionRow.machine_serial == serial)
-            .order_by(InspectionRow.created_at, InspectionRow.id)
-        ).all()
-        reviews = s.execute(
+        if since is None:
+            rows = list(s.execute(base.order_by(InspectionRow.created_at, InspectionRow.id)).all())
+        else:
+            rows = list(s.execute(base.where(InspectionRow.created_at >= since)).all())
+            for material, thickness in set(combos):
+                stmt = base.where(InspectionRow.created_at < since)
+                stmt = stmt.where(
+                    InspectionRow.material.is_(None)
+                    if material is None
+                    else InspectionRow.material == material
+                )
+                stmt = stmt.where(
+                    InspectionRow.thickness_mm.is_(None)
+                    if thickness is None
+                    else InspectionRow.thickness_mm == thickness
+                )
+                order = (InspectionRow.created_at.desc(), InspectionRow.id.desc())
+                rows.extend(s.execute(stmt.order_by(*order).limit(before)).all())
+            rows.sort(key=lambda r: (as_utc(r[1]), r[0]))
+        review_stmt = (
             select(ReviewRow.inspection_id, ReviewRow.porosity_grade, ReviewRow.spatter_grade)
             .join(InspectionRow, InspectionRow.id == ReviewRow.inspection_id)
             .where(InspectionRow.machine_serial == serial)
             .order_by(ReviewRow.created_at)
-        ).all()
+        )
+        if since is not None and rows:
+            review_stmt = review_stmt.where(InspectionRow.created_at >= rows[0][1])
+        reviews = s.execute(review_stmt).all()
     latest = {r[0]: (r[1], r[2]) for r in reviews}  # later reviews overwrite earlier ones
     out = []
     for r in rows:
@@ -238,6 +285,125 @@ def _outcome_fields(out: OutcomeRecord, applied_id: str | None) -> dict[str, Any
     }
 
 
+@dataclass(frozen=True)
+class _Evaluated:
+    """One recommendation's freshly computed outcome.
+
+    ``settled``: applied, and its after-run is complete (``window`` matching inspections, or ended
+    by a later inspection with other settings), so later inspections cannot change it (reviews
+    can: the dashboard's *Recompute outcomes* re-evaluates everything).
+    """
+
+    rec_id: str
+    serial: str
+    issued: IssuedRecommendation
+    combo: Combo
+    record: OutcomeRecord
+    applied_id: str | None
+    settled: bool
+
+
+def _is_settled(
+    same: Sequence[_HistoryRow], issued: IssuedRecommendation, out: OutcomeRecord, window: int
+) -> bool:
+    if out.applied_at is None:
+        return False
+    records = sorted((h.record for h in same), key=lambda r: r.timestamp)
+    start = next((i for i, r in enumerate(records) if r.timestamp == out.applied_at), None)
+    if start is None:
+        return False
+    for run, r in enumerate(records[start:], start=1):
+        if not values_match(r.params.get(issued.parameter), issued.new_value):
+            return True  # the settings changed again: the after-run is over
+        if run >= window:
+            return True
+    return False
+
+
+def _evaluate(
+    store: Store, recs: Sequence[repo.RecommendationInfo], *, window: int, min_samples: int, alpha: float
+) -> list[_Evaluated]:
+    """Outcomes of ``recs`` (recommendations with a machine serial), reading only the history they need."""
+    combos: dict[str, Combo] = {}
+    with store.session() as s:
+        for chunk in _chunks([r.inspection_id for r in recs]):
+            stmt = select(InspectionRow.id, InspectionRow.material, InspectionRow.thickness_mm)
+            for iid, material, thickness in s.execute(stmt.where(InspectionRow.id.in_(chunk))).all():
+                combos[iid] = (material, thickness)
+    by_serial: dict[str, list[tuple[repo.RecommendationInfo, IssuedRecommendation]]] = {}
+    for rec in recs:
+        issued = _issued(rec)
+        if issued is not None and rec.machine_serial:
+            by_serial.setdefault(str(rec.machine_serial), []).append((rec, issued))
+    results: list[_Evaluated] = []
+    for serial, items in by_serial.items():
+        since = min(issued.timestamp for _, issued in items)
+        needed = {combos.get(rec.inspection_id, (None, None)) for rec, _ in items}
+        history = _history(store, serial, since=since, combos=needed, before=window)
+        for rec, issued in items:
+            combo = combos.get(rec.inspection_id, (None, None))
+            same = [h for h in history if (h.material, h.thickness_mm) == combo]
+            (out,) = evaluate_outcomes(
+                [h.record for h in same], [issued], window=window, min_samples=min_samples, alpha=alpha
+            )
+            applied_id = None
+            if out.applied_at is not None:
+                applied_id = next((h.id for h in same if h.record.timestamp == out.applied_at), None)
+            settled = _is_settled(same, issued, out, window)
+            results.append(_Evaluated(rec.id, serial, issued, combo, out, applied_id, settled))
+    return results
+
+
+def _write_outcomes(store: Store, evaluated: Sequence[_Evaluated]) -> None:
+    """Store one outcome row per evaluated recommendation (update it if present; never a duplicate)."""
+    now = utcnow()
+    with store.write() as s:
+        existing: dict[str, list[RecommendationOutcomeRow]] = {}
+        for chunk in _chunks([e.rec_id for e in evaluated]):
+            stmt = (
+                select(RecommendationOutcomeRow)
+                .where(RecommendationOutcomeRow.recommendation_id.in_(chunk))
+                .order_by(RecommendationOutcomeRow.computed_at, RecommendationOutcomeRow.id)
+            )
+            for row in s.scalars(stmt):
+                existing.setdefault(row.recommendation_id, []).append(row)
+        for e in evaluated:
+            fields = _outcome_fields(e.record, e.applied_id)
+            rows = existing.get(e.rec_id, [])
+            if not rows:
+                repo.add_recommendation_outcome(s, recommendation_id=e.rec_id, computed_at=now, **fields)
+                continue
+            for extra in rows[1:]:  # a duplicate written by someone else: keep one row only
+                s.delete(extra)
+            for name, value in fields.items():
+                setattr(rows[0], name, value)
+            rows[0].computed_at = now
+        s.flush()
+
+
+def _recommendations(store: Store, ids: Sequence[str]) -> list[repo.RecommendationInfo]:
+    """The stored recommendations with these ids, oldest first."""
+    out: list[repo.RecommendationInfo] = []
+    with store.session() as s:
+        for chunk in _chunks(list(ids)):
+            for r in s.scalars(select(RecommendationRow).where(RecommendationRow.id.in_(chunk))):
+                out.append(
+                    repo.RecommendationInfo(
+                        r.id,
+                        r.inspection_id,
+                        r.machine_serial,
+                        r.rule_id,
+                        r.parameter,
+                        r.current_value,
+                        r.new_value,
+                        dict(r.payload or {}),
+                        as_utc(r.created_at),
+                    )
+                )
+    out.sort(key=lambda r: (r.created_at, r.id))
+    return out
+
+
 def update_outcomes(
     store: Store,
     machine_serial: str | None = None,
@@ -253,53 +419,12 @@ def update_outcomes(
     Recommendations without a machine serial cannot be evaluated and are skipped.
     """
     recs = [r for r in store.list_recommendations(machine_serial) if r.machine_serial]
-    histories: dict[str, list[_HistoryRow]] = {}
-    results: list[tuple[str, OutcomeRecord, str | None]] = []
-    with store.session() as s:
-        rec_rows = {
-            r.id: (r.material, r.thickness_mm)
-            for r in s.scalars(
-                select(InspectionRow).where(InspectionRow.id.in_([x.inspection_id for x in recs]))
-            )
-        }
-    for rec in recs:
-        issued = _issued(rec)
-        if issued is None:
-            continue
-        serial = str(rec.machine_serial)
-        if serial not in histories:
-            histories[serial] = _history(store, serial)
-        material, thickness = rec_rows.get(rec.inspection_id, (None, None))
-        same = [h for h in histories[serial] if h.material == material and h.thickness_mm == thickness]
-        (out,) = evaluate_outcomes(
-            [h.record for h in same], [issued], window=window, min_samples=min_samples, alpha=alpha
-        )
-        applied_id = None
-        if out.applied_at is not None:
-            applied_id = next((h.id for h in same if h.record.timestamp == out.applied_at), None)
-        results.append((rec.id, out, applied_id))
-    now = utcnow()
-    with store.write() as s:
-        for rec_id, out, applied_id in results:
-            fields = _outcome_fields(out, applied_id)
-            rows = list(
-                s.scalars(
-                    select(RecommendationOutcomeRow)
-                    .where(RecommendationOutcomeRow.recommendation_id == rec_id)
-                    .order_by(RecommendationOutcomeRow.computed_at, RecommendationOutcomeRow.id)
-                )
-            )
-            if not rows:
-                repo.add_recommendation_outcome(s, recommendation_id=rec_id, computed_at=now, **fields)
-                continue
-            for extra in rows[1:]:  # a duplicate written by someone else: keep one row only
-                s.delete(extra)
-            for name, value in fields.items():
-                setattr(rows[0], name, value)
-            rows[0].computed_at = now
-        s.flush()
-    logger.info("computed %d recommendation outcome(s) (machine %s)", len(results), machine_serial or "all")
-    return [out for _, out, _ in results]
+    evaluated = _evaluate(store, recs, window=window, min_samples=min_samples, alpha=alpha)
+    _write_outcomes(store, evaluated)
+    order = {r.id: i for i, r in enumerate(recs)}
+    evaluated.sort(key=lambda e: order[e.rec_id])
+    logger.info("computed %d recommendation outcome(s) (machine %s)", len(evaluated), machine_serial or "all")
+    return [e.record for e in evaluated]
 
 
 def verdict(applied_inspection_id: str | None, worked: bool | None, p_value: float | None) -> str:
@@ -379,25 +504,41 @@ class RecordedAdvice:
     recommendation: Mapping[str, Any] | None
 
 
+@dataclass(frozen=True)
+class _Open:
+    """A recommendation whose outcome later inspections may still change."""
+
+    issued: IssuedRecommendation
+    combo: Combo
+    issued_at: datetime
+    applied: bool
+
+
 class OutcomeTracker:
     """Keeps one store's recommendations, outcomes and per-rule stats current (thread-safe).
 
     The service's recorder and the batch ``--ledger`` hook each hold one:
 
     * :meth:`rule_stats` -- ``RuleStats`` per rule for ranking the next recommendation, from a
-      cache. The cache is reloaded (:func:`rule_success`, one query over the recommendations and
-      their outcomes) when an outcome update through this tracker changed a verdict, after
-      :meth:`invalidate`, and when it is older than ``max_age_s`` (which picks up outcomes written
-      by other processes: another service, batch scoring, a dashboard of another process).
+      cache of every recommendation's verdict. The cache is read from the store
+      (:func:`tracked_outcomes`) on first use, after :meth:`invalidate`, and when it is older than
+      ``max_age_s`` (which picks up outcomes written by other processes: another service, batch
+      scoring, a dashboard of another process); outcome updates made through this tracker update
+      it in memory.
     * :meth:`record` -- after inspections were recorded: store each recommendation's changes
-      (:func:`store_recommendation`), then recompute the outcomes (:func:`update_outcomes`) of
-      each machine among them that has stored recommendations, once per machine per call. A
-      machine without any stored recommendation costs one indexed query.
+      (:func:`store_recommendation`), then update the outcomes that the new inspections can
+      change, per machine: the new recommendations, the applied ones whose after-window is still
+      open, and the not-yet-applied ones whose new value a new inspection now uses. Settled
+      outcomes are not recomputed and only the history those outcomes need is read, so the cost
+      of an upload does not grow with the machine's history. The first update of a machine in this
+      process (and the first after ``max_age_s``) evaluates all of its recommendations
+      (:func:`update_outcomes`). A machine without any stored recommendation costs one indexed
+      query.
     * :meth:`recompute` -- backfill from the evidence records and recompute one machine (the
       dashboard's *Recompute outcomes* button); needed after reviews change grades.
 
     ``clock`` (seconds, monotonic) is injectable for tests; keyword arguments ``window``,
-    ``min_samples`` and ``alpha`` go to :func:`update_outcomes`.
+    ``min_samples`` and ``alpha`` go to :func:`evaluate_outcomes`.
     """
 
     def __init__(
@@ -417,63 +558,145 @@ class OutcomeTracker:
         self.max_age_s = float(max_age_s)
         self._clock = clock
         self._window, self._min_samples, self._alpha = window, min_samples, alpha
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._verdicts: dict[str, tuple[str, str]] | None = None  # rec id -> (rule id, outcome)
         self._stats: dict[str, RuleStats] | None = None
         self._loaded_at = 0.0
-        self._verdicts: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._open: dict[str, dict[str, _Open]] = {}  # machine -> rec id -> open recommendation
+        self._open_at: dict[str, float] = {}
         self.reloads = 0
-        """How often the stats were read from the store (for tests and logs)."""
+        """How often the verdicts were read from the store (for tests and logs)."""
+        self.evaluations = 0
+        """How many recommendation outcomes this tracker computed (for tests and logs)."""
 
+    # -- per-rule stats ------------------------------------------------------------------------
     def rule_stats(self) -> dict[str, RuleStats]:
         """``RuleStats`` per rule id (cached; see the class docstring). Do not mutate the result."""
         with self._lock:
-            now = self._clock()
-            if self._stats is None or now - self._loaded_at > self.max_age_s:
-                self._stats = rule_success(self.store)
-                self._loaded_at = now
-                self.reloads += 1
-                logger.debug("loaded outcome stats of %d rule(s)", len(self._stats))
+            self._fresh_verdicts()
+            if self._stats is None:
+                records = [
+                    OutcomeRecord(rule, "", 0.0, _EPOCH, None, outcome)
+                    for rule, outcome in (self._verdicts or {}).values()
+                ]
+                self._stats = rule_stats(records)
             return self._stats
 
-    def invalidate(self) -> None:
-        """Make the next :meth:`rule_stats` read the store."""
-        with self._lock:
+    def _fresh_verdicts(self) -> dict[str, tuple[str, str]]:
+        now = self._clock()
+        if self._verdicts is None or now - self._loaded_at > self.max_age_s:
+            self._verdicts = {
+                t.recommendation_id: (t.rule_id, t.outcome)
+                for t in tracked_outcomes(self.store)
+                if t.outcome != "pending"
+            }
             self._stats = None
+            self._loaded_at = now
+            self.reloads += 1
+            logger.debug("loaded %d recommendation verdict(s)", len(self._verdicts))
+        return self._verdicts
 
+    def invalidate(self) -> None:
+        """Make the next :meth:`rule_stats` read the store (and the next update re-evaluate each machine)."""
+        with self._lock:
+            self._verdicts = None
+            self._stats = None
+            self._open.clear()
+
+    # -- updates -------------------------------------------------------------------------------
     def record(self, recorded: Iterable[RecordedAdvice]) -> list[OutcomeRecord]:
-        """Store the recommendations of newly recorded inspections, then update their machines' outcomes.
-
-        Returns the outcome records of the machines updated (see :func:`update_outcomes`).
-        """
-        serials: list[str] = []
+        """Store the recommendations of newly recorded inspections, then update the outcomes they
+        can change (see the class docstring). Returns the outcome records computed."""
+        new_recs: dict[str, list[str]] = {}
+        new_insp: dict[str, list[str]] = {}
         for r in recorded:
-            store_recommendation(self.store, r.inspection_id, r.machine_serial, r.recommendation)
-            if r.machine_serial and r.machine_serial not in serials:
-                serials.append(r.machine_serial)
+            ids = store_recommendation(self.store, r.inspection_id, r.machine_serial, r.recommendation)
+            if r.machine_serial:
+                new_recs.setdefault(r.machine_serial, []).extend(ids)
+                new_insp.setdefault(r.machine_serial, []).append(r.inspection_id)
         out: list[OutcomeRecord] = []
-        for serial in serials:
-            if self._has_recommendations(serial):
-                out.extend(self._update(serial))
+        with self._lock:
+            for serial, inspections in new_insp.items():
+                if (
+                    not new_recs[serial]
+                    and serial not in self._open
+                    and not self._has_recommendations(serial)
+                ):
+                    continue
+                out.extend(self._update_after(serial, new_recs[serial], inspections))
         return out
 
     def recompute(self, machine_serial: str) -> tuple[int, list[OutcomeRecord]]:
         """Backfill ``machine_serial``'s recommendations from the evidence records and recompute its
         outcomes; returns (inspections backfilled, outcome records)."""
         added = backfill_recommendations(self.store, machine_serial)
-        return added, self._update(machine_serial)
+        with self._lock:
+            return added, self._update_all(machine_serial)
 
     def _has_recommendations(self, serial: str) -> bool:
         with self.store.session() as s:
             stmt = select(RecommendationRow.id).where(RecommendationRow.machine_serial == serial).limit(1)
             return s.scalar(stmt) is not None
 
-    def _update(self, serial: str) -> list[OutcomeRecord]:
-        outcomes = update_outcomes(
-            self.store, serial, window=self._window, min_samples=self._min_samples, alpha=self._alpha
+    def _update_all(self, serial: str) -> list[OutcomeRecord]:
+        recs = [r for r in self.store.list_recommendations(serial) if r.machine_serial]
+        return self._apply(serial, recs, full=True)
+
+    def _update_after(
+        self, serial: str, new_rec_ids: Sequence[str], inspection_ids: Sequence[str]
+    ) -> list[OutcomeRecord]:
+        now = self._clock()
+        if serial not in self._open or now - self._open_at.get(serial, now) > self.max_age_s:
+            return self._update_all(serial)
+        open_recs = self._open[serial]
+        wanted = set(new_rec_ids) | {rid for rid, o in open_recs.items() if o.applied}
+        waiting = {rid: o for rid, o in open_recs.items() if not o.applied}
+        if waiting:
+            with self.store.session() as s:
+                stmt = select(
+                    InspectionRow.created_at,
+                    InspectionRow.params,
+                    InspectionRow.material,
+                    InspectionRow.thickness_mm,
+                ).where(InspectionRow.id.in_(list(inspection_ids)))
+                new_rows = s.execute(stmt).all()
+            for created_at, params, material, thickness in new_rows:
+                for rid, o in waiting.items():
+                    if (
+                        o.combo == (material, thickness)
+                        and as_utc(created_at) >= o.issued_at
+                        and values_match((params or {}).get(o.issued.parameter), o.issued.new_value)
+                    ):
+                        wanted.add(rid)
+        if not wanted:
+            return []
+        return self._apply(serial, _recommendations(self.store, sorted(wanted)), full=False)
+
+    def _apply(
+        self, serial: str, recs: Sequence[repo.RecommendationInfo], *, full: bool
+    ) -> list[OutcomeRecord]:
+        evaluated = _evaluate(
+            self.store, recs, window=self._window, min_samples=self._min_samples, alpha=self._alpha
         )
-        verdicts = tuple((o.rule_id, o.outcome) for o in outcomes)
-        with self._lock:
-            if self._verdicts.get(serial) != verdicts:
-                self._verdicts[serial] = verdicts
-                self._stats = None  # a verdict changed (or first update here): reload on next use
-        return outcomes
+        _write_outcomes(self.store, evaluated)
+        self.evaluations += len(evaluated)
+        open_recs = {} if full else self._open.get(serial, {})
+        verdicts = self._verdicts
+        changed = False
+        for e in evaluated:
+            if e.settled:
+                open_recs.pop(e.rec_id, None)
+            else:
+                open_recs[e.rec_id] = _Open(
+                    e.issued, e.combo, e.issued.timestamp, e.record.applied_at is not None
+                )
+            if verdicts is not None and verdicts.get(e.rec_id) != (e.issued.rule_id, e.record.outcome):
+                verdicts[e.rec_id] = (e.issued.rule_id, e.record.outcome)
+                changed = True
+        if changed:
+            self._stats = None  # rebuilt from the verdicts in memory on the next use
+        self._open[serial] = open_recs
+        if full:
+            self._open_at[serial] = self._clock()
+        logger.debug("machine %s: %d outcome(s) computed, %d open", serial, len(evaluated), len(open_recs))
+        return [e.record for e in evaluated]

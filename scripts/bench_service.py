@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=None, help="model artifact (default: the shipped model)")
     ap.add_argument("--tiny", action="store_true", help="use the tiny random test model instead")
     ap.add_argument("--random-arch", default=None, help="use a randomly initialised artifact of this arch")
-    ap.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    ap.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx", "onnx-int8"))
     ap.add_argument("--requests", type=int, default=120, help="uploads per concurrency level")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--images", type=int, default=16, help="distinct synthetic images to cycle through")

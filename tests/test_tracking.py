@@ -185,7 +185,7 @@ class FakeClock:
         return self.t
 
 
-def test_tracker_caches_stats_and_reloads_only_when_a_verdict_changes_or_they_age(history: History) -> None:
+def test_tracker_keeps_stats_current_in_memory_and_reloads_when_they_age(history: History) -> None:
     clock = FakeClock()
     tracker = OutcomeTracker(history.store, max_age_s=60.0, clock=clock)
     assert tracker.rule_stats() == {} and tracker.reloads == 1
@@ -194,22 +194,73 @@ def test_tracker_caches_stats_and_reloads_only_when_a_verdict_changes_or_they_ag
     trigger = history.add(2, 25.0)
     tracker.record([RecordedAdvice(trigger, "M-100", _rec("por-speed", "speed_mm_s", 25.0, 20.0))])
     assert [r.rule_id for r in history.store.list_recommendations("M-100")] == ["por-speed"]
-    assert tracker.rule_stats()["por-speed"].applied == 0 and tracker.reloads == 2  # first verdict: reload
+    stats = tracker.rule_stats()
+    assert (stats["por-speed"].issued, stats["por-speed"].applied) == (1, 0)  # the first verdict is known
     for _ in range(2):
         tracker.record([RecordedAdvice(history.add(2, 25.0), "M-100", None)])  # still not applied
-    assert tracker.rule_stats()["por-speed"].applied == 0 and tracker.reloads == 2  # unchanged: cached
+    assert tracker.rule_stats() is stats  # nothing changed: the same cached object
     for _ in range(4):
         tracker.record([RecordedAdvice(history.add(0, 20.0), "M-100", None)])  # applied and it worked
     stats = tracker.rule_stats()
     assert (stats["por-speed"].applied, stats["por-speed"].worked) == (1, 1)
-    reloads = tracker.reloads
-    tracker.rule_stats()
-    assert tracker.reloads == reloads
+    assert tracker.reloads == 1  # all of it from this tracker's own updates, no store reads
+    assert stats == rule_success(history.store)  # ...and equal to what the store says
     clock.t = 61.0  # older than max_age_s: picks up what other processes wrote
     tracker.rule_stats()
-    assert tracker.reloads == reloads + 1
+    assert tracker.reloads == 2
     with pytest.raises(ValueError, match="max_age_s"):
         OutcomeTracker(history.store, max_age_s=0)
+
+
+def _stored(store: Store) -> list[tuple[str, str, str | None, float | None, float | None]]:
+    return [
+        (t.recommendation_id, t.outcome, t.applied_inspection_id, t.before_rate, t.after_rate)
+        for t in tracked_outcomes(store, "M-100")
+    ]
+
+
+def test_incremental_updates_store_what_a_full_recompute_stores(history: History) -> None:
+    """Advice is given, ignored, applied, undone and re-applied, over two materials; after every
+    upload the tracker's stored outcomes equal a full recomputation from scratch."""
+    tracker = OutcomeTracker(history.store, window=4)
+    speed = 25.0
+    script = (
+        [(2, None, "stainless")] * 3
+        + [(2, ("por-speed", 20.0), "stainless"), (2, None, "stainless"), (2, None, "aluminium")]
+        + [(0, "apply:20.0", "stainless")] * 3
+        + [(2, ("por-gas", 18.0), "aluminium"), (2, "apply:25.0", "stainless"), (1, None, "stainless")]
+        + [(2, ("por-speed", 20.0), "stainless")]
+        + [(0, "apply:20.0", "stainless")] * 6
+        + [(2, None, "aluminium")] * 2
+    )
+    for porosity, action, material in script:
+        rec = None
+        if isinstance(action, str):
+            speed = float(action.split(":")[1])
+        elif action is not None:
+            rule, new = action
+            rec = _rec(rule, "speed_mm_s", speed, new)
+        iid = history.add(porosity, speed, material=material, rec=rec)
+        tracker.record([RecordedAdvice(iid, "M-100", rec)])
+        incremental = _stored(history.store)
+        update_outcomes(history.store, "M-100", window=4)
+        assert incremental == _stored(history.store), f"after upload {history.n}"
+    outcomes = {t.outcome for t in tracked_outcomes(history.store, "M-100")}
+    assert "not_applied" in outcomes and len(outcomes) >= 2  # the script reached several verdicts
+
+
+def test_an_upload_does_not_re_evaluate_settled_or_unmatched_advice(history: History) -> None:
+    tracker = OutcomeTracker(history.store, window=3)
+    for i in range(12):  # twelve pieces of advice nobody applies
+        iid = history.add(2, 25.0, rec=_rec("por-speed", "speed_mm_s", 25.0, 20.0 - i))
+        tracker.record([RecordedAdvice(iid, "M-100", _rec("por-speed", "speed_mm_s", 25.0, 20.0 - i))])
+    before = tracker.evaluations
+    tracker.record([RecordedAdvice(history.add(2, 25.0), "M-100", None)])
+    assert tracker.evaluations == before  # no new advice, nothing applied: nothing to compute
+    tracker.record([RecordedAdvice(history.add(1, 15.0), "M-100", None)])  # applies the 6th advice only
+    assert tracker.evaluations == before + 1
+    (applied,) = [t for t in tracked_outcomes(history.store, "M-100") if t.applied_inspection_id]
+    assert applied.new_value == 15.0
 
 
 def test_tracker_skips_machines_without_recommendations(history: History) -> None:
