@@ -439,6 +439,44 @@ def recommendation_for(
     return rec.to_dict()
 
 
+_Row = tuple[list[int], list[list[float]], bool]
+
+
+def _row(result: InspectionResult) -> _Row | None:
+    if result.porosity is None or result.spatter is None:
+        return None
+    probs = [list(result.porosity.probs), list(result.spatter.probs)]
+    return [result.porosity.grade, result.spatter.grade], probs, result.needs_review
+
+
+def _compare(
+    pairs: Sequence[tuple[Path, Path]], a: Inspector, b: Inspector, batch_size: int
+) -> BackendAgreement:
+    rows_a: list[_Row] = []
+    rows_b: list[_Row] = []
+    for start in range(0, len(pairs), batch_size):
+        prep_a, prep_b = [], []
+        for path_a, path_b in pairs[start : start + batch_size]:
+            try:
+                pa = prepare(
+                    read_image_bytes(path_a, a.prepare_config.ingest), a.prepare_config, name=str(path_a)
+                )
+                pb = prepare(
+                    read_image_bytes(path_b, b.prepare_config.ingest), b.prepare_config, name=str(path_b)
+                )
+            except IngestError as exc:
+                log.warning("compare: skipping %s", exc)
+                continue
+            prep_a.append(pa)
+            prep_b.append(pb)
+        for x, y in zip(a.finish(prep_a), b.finish(prep_b), strict=True):
+            rx, ry = _row(x.result), _row(y.result)
+            if rx is not None and ry is not None:
+                rows_a.append(rx)
+                rows_b.append(ry)
+    return agreement(rows_a, rows_b)
+
+
 def compare_inspectors(
     reference: Inspector, other: Inspector, images: Sequence[Path], *, batch_size: int = 32
 ) -> BackendAgreement:
@@ -446,36 +484,12 @@ def compare_inspectors(
     compare grades, probabilities and review decisions (:func:`inspection.model.quantize.agreement`).
     Images that fail to decode, or that either inspector does not grade, are left out; raises
     ValueError when none is left."""
-    rows_a: list[tuple[list[int], list[list[float]], bool]] = []
-    rows_b: list[tuple[list[int], list[list[float]], bool]] = []
-    for start in range(0, len(images), batch_size):
-        prep_a, prep_b = [], []
-        for path in images[start : start + batch_size]:
-            try:
-                data = read_image_bytes(path, reference.prepare_config.ingest)
-                pa = prepare(data, reference.prepare_config, name=str(path))
-                pb = prepare(data, other.prepare_config, name=str(path))
-            except IngestError as exc:
-                log.warning("compare: skipping %s", exc)
-                continue
-            prep_a.append(pa)
-            prep_b.append(pb)
-        for a, b in zip(reference.finish(prep_a), other.finish(prep_b), strict=True):
-            ra, rb = a.result, b.result
-            if ra.porosity is None or ra.spatter is None or rb.porosity is None or rb.spatter is None:
-                continue
-            rows_a.append(
-                (
-                    [ra.porosity.grade, ra.spatter.grade],
-                    [list(ra.porosity.probs), list(ra.spatter.probs)],
-                    ra.needs_review,
-                )
-            )
-            rows_b.append(
-                (
-                    [rb.porosity.grade, rb.spatter.grade],
-                    [list(rb.porosity.probs), list(rb.spatter.probs)],
-                    rb.needs_review,
-                )
-            )
-    return agreement(rows_a, rows_b)
+    return _compare([(p, p) for p in images], reference, other, batch_size)
+
+
+def compare_pairs(
+    inspector: Inspector, pairs: Sequence[tuple[Path, Path]], *, batch_size: int = 32
+) -> BackendAgreement:
+    """Like :func:`compare_inspectors` for one inspector on pairs of images (e.g. a photo and a
+    re-encoded copy of it): how much the grades move under that change of the input."""
+    return _compare(pairs, inspector, inspector, batch_size)

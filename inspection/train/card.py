@@ -252,3 +252,52 @@ LOWO validation took {_f(lowo.get("total_minutes"), 1)} min and the final traini
 (equivalently `weldinspect train --config <cfg>.yaml`; the cache of preprocessed strips goes to
 `runs/cache/`, runs to `runs/<name>/`.)
 """
+
+
+RUNTIME_FILE = "runtime_agreement.json"
+"""Written by ``scripts/measure_runtimes.py`` next to the model: how the faster runtimes agree."""
+_BEGIN, _END = "<!-- runtime-agreement:begin -->", "<!-- runtime-agreement:end -->"
+
+
+def runtime_section(doc: dict[str, Any]) -> str:
+    """The model card's "Runtimes and decoding" section from a ``runtime_agreement.json`` document."""
+    rows = []
+    for c in doc.get("comparisons", []):
+        for dataset, a in c.get("datasets", {}).items():
+            g = a["grade_agreement"]
+            rows.append(
+                f"| {c['name']} | {dataset} | {a['images']} | {_f(g['porosity'])} | {_f(g['spatter'])} | "
+                f"{_f(a['review_agreement'])} | {_f(a['mean_prob_diff']['porosity'], 4)} / "
+                f"{_f(a['mean_prob_diff']['spatter'], 4)} | {_f(a['max_prob_diff']['porosity'], 2)} / "
+                f"{_f(a['max_prob_diff']['spatter'], 2)} |"
+            )
+    table = "\n".join(rows)
+    return f"""{_BEGIN}
+## Runtimes and decoding (agreement with the reference, measured {doc.get("measured", "?")})
+
+The metrics above were measured with torch (float32) on full-resolution decodes. The default
+runtime (`--backend auto`) is **`onnx-int8`** (`model.int8.onnx`, statically quantized, calibrated
+on {doc.get("calibration", {}).get("tiles", "?")} tiles of real photos) on JPEGs decoded at the
+pipeline's scale (`IngestConfig.reduced_decode`, 1/2 for 800 x 800 photos): together about 2x
+faster end to end (docs/performance.md). They are not bit-identical, so how often they change a
+grade is measured here on every readable photo of the two real data sets (images both sides graded):
+
+| comparison | photos | n | porosity grade same | spatter grade same | review same | mean abs prob diff (por / spa) | max abs prob diff (por / spa) |
+|---|---|---:|---:|---:|---:|---:|---:|
+{table}
+
+Reading: the re-encoding row is the yardstick, the model's own sensitivity to an invisible change
+(JPEG quality 95 re-encode). Changed grades are photos whose two most likely grades were nearly
+tied. Use `--backend torch` (and `ingest.reduced_decode: false`) for the reference numbers.
+Command: `{doc.get("command", ".venv/bin/python scripts/measure_runtimes.py --write")}`
+{_END}
+"""
+
+
+def with_runtime_section(card: str, section: str) -> str:
+    """``card`` with its runtime section replaced by ``section`` (appended when it has none)."""
+    if _BEGIN in card and _END in card:
+        head, rest = card.split(_BEGIN, 1)
+        _, tail = rest.split(_END, 1)
+        return head + section.rstrip("\n") + tail
+    return card.rstrip("\n") + "\n\n" + section

@@ -20,7 +20,14 @@ from torch.utils.data import DataLoader
 
 from inspection.data.torch_dataset import StripSample, TileDataset, collate
 from inspection.train.cache import CacheInfo
-from inspection.train.card import build_card, flat_metrics, load_run_summaries
+from inspection.train.card import (
+    RUNTIME_FILE,
+    build_card,
+    flat_metrics,
+    load_run_summaries,
+    runtime_section,
+    with_runtime_section,
+)
 from inspection.train.config import TrainConfig
 from inspection.train.loop import evaluate
 from inspection.train.run import dataset_options, loss_weights, plot_curves, synthetic_samples, train_model
@@ -231,6 +238,9 @@ def rebuild_card(cfg: TrainConfig) -> Path:
     comparisons = load_run_summaries([cfg.resolve(Path(p)) for p in cfg.comparison_runs])
     ablations = load_run_summaries([cfg.resolve(Path(p)) for p in cfg.ablation_runs])
     card = build_card(cfg, config, lowo, summary, comparisons, ablations)
+    runtimes = out_dir / RUNTIME_FILE
+    if runtimes.is_file():
+        card = with_runtime_section(card, runtime_section(json.loads(runtimes.read_text())))
     path = out_dir / CARD_FILE
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(card)
