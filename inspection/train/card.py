@@ -257,6 +257,11 @@ LOWO validation took {_f(lowo.get("total_minutes"), 1)} min and the final traini
 RUNTIME_FILE = "runtime_agreement.json"
 """Written by ``scripts/measure_runtimes.py`` next to the model: how the faster runtimes agree."""
 _BEGIN, _END = "<!-- runtime-agreement:begin -->", "<!-- runtime-agreement:end -->"
+_RUNTIME_HEADER = (
+    "| comparison | photos | n | porosity grade same | spatter grade same | review same "
+    "| mean abs prob diff (por / spa) | max abs prob diff (por / spa) |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|"
+)
 
 
 def runtime_section(doc: dict[str, Any]) -> str:
@@ -282,8 +287,7 @@ pipeline's scale (`IngestConfig.reduced_decode`, 1/2 for 800 x 800 photos): toge
 faster end to end (docs/performance.md). They are not bit-identical, so how often they change a
 grade is measured here on every readable photo of the two real data sets (images both sides graded):
 
-| comparison | photos | n | porosity grade same | spatter grade same | review same | mean abs prob diff (por / spa) | max abs prob diff (por / spa) |
-|---|---|---:|---:|---:|---:|---:|---:|
+{_RUNTIME_HEADER}
 {table}
 
 Reading: the re-encoding row is the yardstick, the model's own sensitivity to an invisible change
