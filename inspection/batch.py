@@ -21,8 +21,6 @@ import csv
 import fnmatch
 import json
 import logging
-import multiprocessing
-import multiprocessing.context
 import os
 import time
 from collections import Counter, deque
@@ -31,9 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inspection.batch_worker import Job, ScoreItem, init_worker, work, worker_context
 from inspection.config import StoreConfig
-from inspection.ingest import IngestError, image_sha256, read_image_bytes
-from inspection.pipeline import Inspector, PrepareConfig, Prepared, prepare, recommendation_for
+from inspection.ingest import read_image_bytes
+from inspection.pipeline import Inspector, PrepareConfig, recommendation_for
 from inspection.types import SCHEMA_VERSION, InspectionContext, InspectionResult
 
 log = logging.getLogger(__name__)
@@ -62,15 +61,6 @@ _FLOAT_FIELDS = {"thickness_mm", "mm_per_px"}
 
 class UsageError(ValueError):
     """Bad usage (missing input, unknown output format, unreadable context file): exit code 2."""
-
-
-@dataclass(frozen=True)
-class ScoreItem:
-    """One input image: ``image`` is the path as given (it appears in the output)."""
-
-    image: str
-    path: Path
-    context: InspectionContext | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -452,76 +442,6 @@ def _parquet_schema() -> Any:
 # Workers
 # ----------------------------------------------------------------------------------------------
 
-_W_CFG: PrepareConfig | None = None
-_W_DONE: frozenset[str] = frozenset()
-_W_KEEP_BYTES = False
-
-
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """``forkserver``: workers are forked from a clean server process that imported this module
-    once, never from the caller. Forking the caller directly hangs the workers when it has already
-    run OpenCV's or torch's thread pools (a lock held by a thread that does not exist in the child),
-    which is the normal state of a program that inspected an image before scoring a folder."""
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["inspection.batch"])
-    return ctx
-
-
-def _init_worker(cfg: PrepareConfig, done: frozenset[str], keep_bytes: bool) -> None:
-    global _W_CFG, _W_DONE, _W_KEEP_BYTES
-    _W_CFG, _W_DONE, _W_KEEP_BYTES = cfg, done, keep_bytes
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except Exception:  # pragma: no cover - best effort
-        pass
-
-
-@dataclass(frozen=True, eq=False)
-class _Job:
-    """What a worker hands back for one item."""
-
-    item: ScoreItem
-    kind: str  # "prepared" | "skip" | "error"
-    prepared: Prepared | None = None
-    sha256: str | None = None
-    code: str = ""
-    message: str = ""
-    data: bytes | None = None
-    elapsed_ms: float = 0.0
-
-
-def _work(item: ScoreItem) -> _Job:
-    cfg = _W_CFG
-    if cfg is None:  # pragma: no cover - initializer always runs first
-        msg = "worker not initialised"
-        raise RuntimeError(msg)
-    t0 = time.perf_counter()
-    sha = None
-    try:
-        data = read_image_bytes(item.path, cfg.ingest)
-        sha = image_sha256(data)
-        if sha in _W_DONE:
-            return _Job(item, "skip", sha256=sha)
-        prepared = prepare(data, cfg, name=item.image, context=item.context)
-    except IngestError as exc:
-        return _Job(item, "error", sha256=sha, code=exc.code, message=str(exc))
-    except Exception as exc:  # a batch never dies on one bad image
-        log.exception("unexpected failure on %s", item.image)
-        return _Job(
-            item, "error", sha256=sha, code="internal", message=f"{item.image}: {type(exc).__name__}: {exc}"
-        )
-    return _Job(
-        item,
-        "prepared",
-        prepared=prepared,
-        sha256=sha,
-        data=data if _W_KEEP_BYTES else None,
-        elapsed_ms=(time.perf_counter() - t0) * 1000.0,
-    )
-
-
 # ----------------------------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------------------------
@@ -619,7 +539,7 @@ def score(
     if info.runtime:
         model_info["runtime"] = info.runtime
     t_start = time.perf_counter()
-    pending: list[_Job] = []
+    pending: list[Job] = []
 
     def flush(journal: Journal) -> None:
         if not pending:
@@ -694,7 +614,7 @@ def _jobs(
     keep_bytes: bool,
     workers: int,
     batch_size: int,
-) -> Iterator[_Job]:
+) -> Iterator[Job]:
     """Prepared jobs in input order; a bounded window runs ahead of the consumer.
 
     ``workers`` <= 0: one thread of this process prepares while the caller runs the model (decoding,
@@ -703,22 +623,22 @@ def _jobs(
     """
     pool: cf.Executor
     if workers <= 0:
-        _init_worker(cfg, done, keep_bytes)
+        init_worker(cfg, done, keep_bytes)
         pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="weldinspect-prepare")
         window = 2 * batch_size
     else:
         pool = cf.ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=_worker_context(),
-            initializer=_init_worker,
+            mp_context=worker_context(),
+            initializer=init_worker,
             initargs=(cfg, done, keep_bytes),
         )
         window = max(2 * batch_size, 4 * workers)
     with pool:
-        queue: deque[cf.Future[_Job]] = deque()
+        queue: deque[cf.Future[Job]] = deque()
         try:
             for item in items:
-                queue.append(pool.submit(_work, item))
+                queue.append(pool.submit(work, item))
                 if len(queue) >= window:
                     yield queue.popleft().result()
             while queue:

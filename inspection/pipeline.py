@@ -3,8 +3,9 @@
 Batch scoring, the evidence ledger, recommendations and the station service all go through here.
 The work is split in two stages so callers can parallelise the first:
 
-* :func:`prepare` (pure CPU, no model, picklable in and out): decode, quality gate, seam
-  localisation and tiles. Batch scoring runs it in worker processes.
+* :func:`inspection.prepare.prepare` (pure CPU, no model, picklable in and out, no torch import):
+  decode, quality gate, seam localisation and tiles. Batch scoring runs it in a prefetch thread
+  or in worker processes.
 * :meth:`Inspector.finish` (the model): batched inference over the prepared tiles, grade decisions,
   findings in source pixels (and mm), standards verdicts, review routing.
 
@@ -13,68 +14,34 @@ The work is split in two stages so callers can parallelise the first:
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from inspection.config import AppConfig, IngestConfig, PreprocessConfig, QualityConfig
-from inspection.ingest import Decoded, IngestError, decode_reduced, image_sha256, read_image_bytes
+from inspection.config import AppConfig
+from inspection.ingest import IngestError, read_image_bytes
 from inspection.model.artifact import CONFIG_FILE, default_model_dir, sha256_file
 from inspection.model.postprocess import combine_tile_probs, decide, decode_peaks
 from inspection.model.quantize import BackendAgreement, agreement
 from inspection.model.runtime import Grader, RawPrediction
-from inspection.preprocess import Preprocessed, preprocess, tile_to_source
-from inspection.quality import assess_quality
+from inspection.prepare import ImageInput, PrepareConfig, Prepared, elapsed_ms, prepare
+from inspection.preprocess import tile_to_source
 from inspection.recommend import RuleStats, recommend
 from inspection.standards import assess as assess_standards
 from inspection.types import (
     Defect,
     Finding,
-    Image,
     InspectionContext,
     InspectionResult,
-    QualityVerdict,
-    check_image,
 )
 
 log = logging.getLogger(__name__)
-
-ImageInput = Image | bytes | Path | str
-"""What ``inspect`` accepts: an RGB array (the contract), encoded bytes, or a file path."""
-
-
-@dataclass(frozen=True)
-class PrepareConfig:
-    """The configuration :func:`prepare` needs (picklable, so worker processes can receive it)."""
-
-    ingest: IngestConfig
-    quality: QualityConfig
-    preprocess: PreprocessConfig
-
-
-@dataclass(frozen=True, eq=False)
-class Prepared:
-    """An image after decode, quality gate and preprocessing, ready for the model.
-
-    ``pre`` is None only when the quality gate failed (the image is not graded).
-    """
-
-    name: str
-    sha256: str
-    width: int
-    height: int
-    quality: QualityVerdict
-    pre: Preprocessed | None
-    context: InspectionContext | None
-    timings_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,77 +51,6 @@ class Inspection:
 
     result: InspectionResult
     heatmaps: npt.NDArray[np.float32] | None
-
-
-def _ms(t0: float) -> float:
-    return round((time.perf_counter() - t0) * 1000.0, 3)
-
-
-def analysis_min_size(cfg: PrepareConfig) -> tuple[int, int]:
-    """``(short, long)`` side in pixels below which decoding smaller would lose what the pipeline uses.
-
-    * The quality gate measures on a copy whose long side is ``quality.work_size``.
-    * The seam strip is ``strip_height`` pixels across a crop of at least ``(1 + 2 * margin) *
-      min_width_fraction`` of the short side, so a short side of ``strip_height / ((1 + 2 *
-      margin) * min_width_fraction)`` still gives the strip at least one source pixel per strip
-      pixel (a crop clamped at the image edge may be up to ``(1 + 2m) / (1 + m)`` narrower).
-    """
-    p = cfg.preprocess
-    short = math.ceil(p.strip_height / ((1.0 + 2.0 * p.margin) * p.min_width_fraction))
-    return short, cfg.quality.work_size
-
-
-def prepare(
-    image: ImageInput,
-    cfg: PrepareConfig,
-    *,
-    name: str | None = None,
-    context: InspectionContext | None = None,
-) -> Prepared:
-    """Decode (if needed), run the quality gate and preprocess one image.
-
-    Raises :class:`inspection.ingest.IngestError` (naming the file and the reason) when the input
-    cannot be decoded.
-    """
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    decoded: Decoded | None = None
-    if isinstance(image, np.ndarray):
-        arr = check_image(image, name or "image")
-        sha = hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
-        label = name or "<array>"
-    else:
-        if isinstance(image, bytes):
-            data = image
-            label = name or "<bytes>"
-        else:
-            label = name or str(image)
-            data = read_image_bytes(Path(image), cfg.ingest)
-        sha = image_sha256(data)
-        min_short, min_long = analysis_min_size(cfg)
-        decoded = decode_reduced(data, name=label, cfg=cfg.ingest, min_short=min_short, min_long=min_long)
-        arr = decoded.image
-    height, width = (decoded.height, decoded.width) if decoded is not None else arr.shape[:2]
-    timings["decode"] = _ms(t0)
-
-    t0 = time.perf_counter()
-    pre = preprocess(arr, cfg.preprocess, (height, width))
-    timings["preprocess"] = _ms(t0)
-
-    t0 = time.perf_counter()
-    quality = assess_quality(arr, cfg.quality, seam_score=pre.seam_score)
-    timings["quality"] = _ms(t0)
-
-    return Prepared(
-        name=label,
-        sha256=sha,
-        width=int(width),
-        height=int(height),
-        quality=quality,
-        pre=pre if quality.ok else None,
-        context=context,
-        timings_ms=timings,
-    )
 
 
 def auto_backend(directory: Path) -> str:
@@ -261,7 +157,7 @@ class Inspector:
         if tiles:
             t0 = time.perf_counter()
             raw = self.grader.predict(np.stack(tiles))
-            model_ms = _ms(t0)
+            model_ms = elapsed_ms(t0)
         owner_arr = np.asarray(owners, dtype=np.int64)
         n_tiles = max(len(tiles), 1)
         results = []
@@ -303,13 +199,13 @@ class Inspector:
                 reasons.append("out_of_distribution")
             if with_maps:
                 maps = self._source_maps(p, raw, idx)
-            timings["postprocess"] = _ms(t0)
+            timings["postprocess"] = elapsed_ms(t0)
         t0 = time.perf_counter()
         standards = None
         if p.pre is not None:
             seam_len = p.pre.strip.region.length if p.pre.region is not None else None
             standards = assess_standards(findings, p.context, seam_length_px=seam_len)
-        timings["standards"] = _ms(t0)
+        timings["standards"] = elapsed_ms(t0)
         result = InspectionResult(
             image_sha256=p.sha256,
             width=p.width,

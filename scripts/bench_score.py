@@ -30,7 +30,8 @@ def _decode(path: Path) -> int:
 
 def _decode_reduced(path: Path) -> int:
     from inspection.ingest import decode_reduced, read_image_bytes
-    from inspection.pipeline import Inspector, analysis_min_size
+    from inspection.pipeline import Inspector
+    from inspection.prepare import analysis_min_size
 
     global _PREPARE_CFG
     if _PREPARE_CFG is None:

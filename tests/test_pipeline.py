@@ -174,7 +174,7 @@ def test_auto_backend_prefers_shipped_onnx(tmp_path: Path, weld_image: np.ndarra
 
 def test_jpeg_is_prepared_at_reduced_scale_with_source_geometry(tiny_model_dir: Path) -> None:
     from inspection.config import AppConfig
-    from inspection.pipeline import analysis_min_size
+    from inspection.prepare import analysis_min_size
 
     weld = generate_weld(np.random.default_rng(3), width=1280, height=960, n_pores=3, n_spatter=5).image
     data = _jpeg(weld)
@@ -200,7 +200,7 @@ def test_jpeg_is_prepared_at_reduced_scale_with_source_geometry(tiny_model_dir: 
 
 
 def test_analysis_min_size_follows_the_configs(inspector: Inspector) -> None:
-    from inspection.pipeline import PrepareConfig, analysis_min_size
+    from inspection.prepare import PrepareConfig, analysis_min_size
 
     cfg = inspector.prepare_config
     short, long = analysis_min_size(cfg)

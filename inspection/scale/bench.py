@@ -24,11 +24,11 @@ from inspection.batch import (
     Journal,
     ScoreItem,
     ScoreSummary,
-    _init_worker,
-    _work,
+    init_worker,
     ledger_hook,
     result_record,
     score,
+    work,
 )
 from inspection.config import StoreConfig
 from inspection.pipeline import Inspector
@@ -233,9 +233,9 @@ def stage_costs(
         read_image(f)
     costs["decode"] = (time.perf_counter() - t0) * 1000.0 / n
 
-    _init_worker(inspector.prepare_config, frozenset(), False)
+    init_worker(inspector.prepare_config, frozenset(), False)
     t0 = time.perf_counter()
-    jobs = [_work(it) for it in items]
+    jobs = [work(it) for it in items]
     costs["prepare"] = (time.perf_counter() - t0) * 1000.0 / n
 
     batches = [jobs[i : i + batch_size] for i in range(0, n, batch_size)]

@@ -8,7 +8,7 @@ Data flow (one streaming Ray Data pipeline, so memory stays bounded for any numb
 
 * **prepare** (Ray tasks, ``prepare_tasks`` at once): read bytes, sha256, skip images already in the
   output, decode + quality gate + preprocessing. It runs the local engine's worker function
-  (``inspection.batch._work``), so both engines prepare an image identically.
+  (``inspection.batch_worker.work``), so both engines prepare an image identically.
 * **grade** (a callable class, one :class:`~inspection.pipeline.Inspector` per actor, ``actors`` at once):
   ``Inspector.finish`` on the batch, then ONE shard file per batch, ``<out>.shards/<key>.jsonl``,
   written atomically (temp file + fsync + rename). ``key`` is a hash of the batch's image names, so a
@@ -46,19 +46,19 @@ import numpy as np
 from inspection.batch import (
     OUTPUT_FORMATS,
     Graded,
+    Job,
     Journal,
     RecordHook,
     ScoreItem,
     ScoreSummary,
     UsageError,
-    _init_worker,
-    _Job,
-    _work,
     error_record,
+    init_worker,
     journal_path,
     read_journal,
     render_table,
     result_record,
+    work,
 )
 from inspection.pipeline import Inspector, PrepareConfig
 from inspection.types import InspectionResult
@@ -148,11 +148,11 @@ def prepare_batch(
 ) -> dict[str, np.ndarray]:
     """Ray Data stage 1: ``{"item": pickled ScoreItem}`` rows -> ``{"image", "kind", "job"}`` rows,
     where ``kind`` is ``prepared`` / ``skip`` / ``error`` and ``job`` the pickled worker result."""
-    _init_worker(cfg, done, False)
+    init_worker(cfg, done, False)
     images, kinds, jobs = [], [], []
     for blob in batch["item"]:
         item: ScoreItem = pickle.loads(blob)
-        job = _work(item)
+        job = work(item)
         images.append(item.image)
         kinds.append(job.kind)
         jobs.append(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
@@ -165,7 +165,7 @@ def _objects(values: Sequence[Any]) -> np.ndarray:
     return arr
 
 
-def grade_lines(inspector: Inspector, jobs: Sequence[_Job]) -> list[dict[str, Any]]:
+def grade_lines(inspector: Inspector, jobs: Sequence[Job]) -> list[dict[str, Any]]:
     """Shard lines for the non-skipped ``jobs``, in order: the model runs once on the whole batch.
 
     A line is ``{"image", "kind": "result"|"error", "sha256", "elapsed_ms", "result", "code",
@@ -229,7 +229,7 @@ class GradeActor:
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``{"image", "kind", "job"}`` rows -> ``{"image", "kind", "shard"}`` (shard: file name or "")."""
-        jobs: list[_Job] = [pickle.loads(b) for b in batch["job"]]
+        jobs: list[Job] = [pickle.loads(b) for b in batch["job"]]
         lines = grade_lines(self.inspector, jobs)
         name = write_shard(self.shards, lines).name if lines else ""
         if self.kill_marker is not None and not self.kill_marker.exists():

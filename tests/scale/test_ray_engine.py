@@ -13,12 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from inspection.batch import (
-    _init_worker,
-    _work,
     expand_inputs,
+    init_worker,
     ledger_hook,
     read_journal,
     score,
+    work,
 )
 from inspection.cli import app
 from inspection.pipeline import Inspector
@@ -130,8 +130,8 @@ def test_resume_merges_leftover_shards_and_skips_what_is_scored(
     items = expand_inputs([seam_folder])
     out = tmp_path / "r.csv"
     # a crashed run left one finished shard (3 images) that never reached the output
-    _init_worker(inspector.prepare_config, frozenset(), False)
-    write_shard(shard_dir(out), grade_lines(inspector, [_work(it) for it in items[:3]]))
+    init_worker(inspector.prepare_config, frozenset(), False)
+    write_shard(shard_dir(out), grade_lines(inspector, [work(it) for it in items[:3]]))
     first = score_ray(items[:6], out, inspector, tiny_model_dir, config=RayConfig(batch_size=2))
     assert (first.scored, first.skipped) == (6, 0)  # 3 from the shard + 3 graded on Ray
     second = score_ray(items, out, inspector, tiny_model_dir, config=RayConfig(batch_size=2))

@@ -12,10 +12,10 @@ from inspection.batch import (
     Journal,
     ScoreSummary,
     UsageError,
-    _init_worker,
-    _work,
     expand_inputs,
+    init_worker,
     read_journal,
+    work,
 )
 from inspection.cli import app
 from inspection.pipeline import Inspector
@@ -57,8 +57,8 @@ def test_shard_name_ignores_order_and_depends_on_images() -> None:
 
 def _lines(inspector: Inspector, folder: Path) -> list[dict]:
     items = expand_inputs([folder])
-    _init_worker(inspector.prepare_config, frozenset(), False)
-    return grade_lines(inspector, [_work(it) for it in items])
+    init_worker(inspector.prepare_config, frozenset(), False)
+    return grade_lines(inspector, [work(it) for it in items])
 
 
 def test_write_shard_is_atomic_and_rewrites_the_same_file(
