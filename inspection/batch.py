@@ -439,10 +439,6 @@ def _parquet_schema() -> Any:
 
 
 # ----------------------------------------------------------------------------------------------
-# Workers
-# ----------------------------------------------------------------------------------------------
-
-# ----------------------------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------------------------
 
@@ -515,7 +511,9 @@ def score(
 ) -> ScoreSummary:
     """Score ``items`` into ``out`` (``.jsonl``, ``.csv`` or ``.parquet``), resuming if it exists.
 
-    ``workers`` = 0 prepares images in this process; N > 0 uses N worker processes.
+    ``workers`` = 0 prepares images in one prefetch thread of this process, overlapping the model
+    (the fastest setting on the 2-core development machine); N > 0 uses N worker processes (see
+    :mod:`inspection.batch_worker`).
     ``progress(done, total)`` is called after every batch.
 
     With ``workers > 0`` the decode/preprocess workers start from a fork server (see

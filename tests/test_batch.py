@@ -390,3 +390,13 @@ def test_workers_start_cleanly_after_the_caller_used_opencv_threads(
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"scored {N_GOOD}" in done.stdout
     assert len(_records(out)) == N_GOOD
+
+
+@pytest.mark.parametrize(
+    ("workers", "cpus", "threads"),
+    [(0, 2, 1), (0, 8, 7), (1, 2, 1), (2, 2, 1), (3, 8, 5), (0, 1, 1), (16, 4, 1)],
+)
+def test_model_threads_leave_the_preparation_its_cores(workers: int, cpus: int, threads: int) -> None:
+    from inspection.batch import model_threads
+
+    assert model_threads(workers, cpus) == threads
