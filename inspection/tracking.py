@@ -383,25 +383,8 @@ def _write_outcomes(store: Store, evaluated: Sequence[_Evaluated]) -> None:
 
 def _recommendations(store: Store, ids: Sequence[str]) -> list[repo.RecommendationInfo]:
     """The stored recommendations with these ids, oldest first."""
-    out: list[repo.RecommendationInfo] = []
     with store.session() as s:
-        for chunk in _chunks(list(ids)):
-            for r in s.scalars(select(RecommendationRow).where(RecommendationRow.id.in_(chunk))):
-                out.append(
-                    repo.RecommendationInfo(
-                        r.id,
-                        r.inspection_id,
-                        r.machine_serial,
-                        r.rule_id,
-                        r.parameter,
-                        r.current_value,
-                        r.new_value,
-                        dict(r.payload or {}),
-                        as_utc(r.created_at),
-                    )
-                )
-    out.sort(key=lambda r: (r.created_at, r.id))
-    return out
+        return repo.get_recommendations(s, list(ids))
 
 
 def update_outcomes(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -458,24 +458,35 @@ def add_recommendation(
     return rid
 
 
+def _recommendation_info(r: RecommendationRow) -> RecommendationInfo:
+    return RecommendationInfo(
+        r.id,
+        r.inspection_id,
+        r.machine_serial,
+        r.rule_id,
+        r.parameter,
+        r.current_value,
+        r.new_value,
+        dict(r.payload or {}),
+        as_utc(r.created_at),
+    )
+
+
 def list_recommendations(session: Session, machine_serial: str | None = None) -> list[RecommendationInfo]:
     stmt = select(RecommendationRow).order_by(RecommendationRow.created_at, RecommendationRow.id)
     if machine_serial is not None:
         stmt = stmt.where(RecommendationRow.machine_serial == machine_serial)
-    return [
-        RecommendationInfo(
-            r.id,
-            r.inspection_id,
-            r.machine_serial,
-            r.rule_id,
-            r.parameter,
-            r.current_value,
-            r.new_value,
-            dict(r.payload or {}),
-            as_utc(r.created_at),
-        )
-        for r in session.scalars(stmt)
-    ]
+    return [_recommendation_info(r) for r in session.scalars(stmt)]
+
+
+def get_recommendations(session: Session, ids: Sequence[str]) -> list[RecommendationInfo]:
+    """The recommendations with these ids (unknown ids are left out), oldest first."""
+    out: list[RecommendationInfo] = []
+    for start in range(0, len(ids), 500):  # well below every backend's bound-parameter limit
+        stmt = select(RecommendationRow).where(RecommendationRow.id.in_(list(ids[start : start + 500])))
+        out.extend(_recommendation_info(r) for r in session.scalars(stmt))
+    out.sort(key=lambda r: (r.created_at, r.id))
+    return out
 
 
 def add_recommendation_outcome(
