@@ -226,8 +226,8 @@ class Recorder:
         result = record.to_result()
         heatmaps = None
         if result.model.sha256 == self.inspector.grader.info.sha256:
-            with self._slots:
-                heatmaps = self.inspector.inspect_detailed(image, result.context).heatmaps
+            with self._slots:  # from the stored bytes: the same decode path as the upload
+                heatmaps = self.inspector.inspect_detailed(data, result.context).heatmaps
         drawn = draw_overlay(image, result, heatmaps)
         ok, png = cv2.imencode(".png", np.ascontiguousarray(drawn[..., ::-1]))
         if not ok:
