@@ -189,14 +189,6 @@ class _HistoryRow:
 Combo = tuple[str | None, float | None]
 """(material, thickness_mm): a recommendation is judged on the history of its own combination."""
 
-_CHUNK = 500
-"""Ids per ``IN (...)`` query (well below every backend's bound-parameter limit)."""
-
-
-def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
-    for i in range(0, len(ids), _CHUNK):
-        yield ids[i : i + _CHUNK]
-
 
 def _history(
     store: Store,
@@ -326,7 +318,7 @@ def _evaluate(
     """Outcomes of ``recs`` (recommendations with a machine serial), reading only the history they need."""
     combos: dict[str, Combo] = {}
     with store.session() as s:
-        for chunk in _chunks([r.inspection_id for r in recs]):
+        for chunk in repo.id_chunks([r.inspection_id for r in recs]):
             stmt = select(InspectionRow.id, InspectionRow.material, InspectionRow.thickness_mm)
             for iid, material, thickness in s.execute(stmt.where(InspectionRow.id.in_(chunk))).all():
                 combos[iid] = (material, thickness)
@@ -359,7 +351,7 @@ def _write_outcomes(store: Store, evaluated: Sequence[_Evaluated]) -> None:
     now = utcnow()
     with store.write() as s:
         existing: dict[str, list[RecommendationOutcomeRow]] = {}
-        for chunk in _chunks([e.rec_id for e in evaluated]):
+        for chunk in repo.id_chunks([e.rec_id for e in evaluated]):
             stmt = (
                 select(RecommendationOutcomeRow)
                 .where(RecommendationOutcomeRow.recommendation_id.in_(chunk))
@@ -493,7 +485,6 @@ class _Open:
 
     issued: IssuedRecommendation
     combo: Combo
-    issued_at: datetime
     applied: bool
 
 
@@ -647,7 +638,7 @@ class OutcomeTracker:
                 for rid, o in waiting.items():
                     if (
                         o.combo == (material, thickness)
-                        and as_utc(created_at) >= o.issued_at
+                        and as_utc(created_at) >= o.issued.timestamp
                         and values_match((params or {}).get(o.issued.parameter), o.issued.new_value)
                     ):
                         wanted.add(rid)
@@ -670,9 +661,7 @@ class OutcomeTracker:
             if e.settled:
                 open_recs.pop(e.rec_id, None)
             else:
-                open_recs[e.rec_id] = _Open(
-                    e.issued, e.combo, e.issued.timestamp, e.record.applied_at is not None
-                )
+                open_recs[e.rec_id] = _Open(e.issued, e.combo, e.record.applied_at is not None)
             if verdicts is not None and verdicts.get(e.rec_id) != (e.issued.rule_id, e.record.outcome):
                 verdicts[e.rec_id] = (e.issued.rule_id, e.record.outcome)
                 changed = True

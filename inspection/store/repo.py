@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -479,11 +479,21 @@ def list_recommendations(session: Session, machine_serial: str | None = None) ->
     return [_recommendation_info(r) for r in session.scalars(stmt)]
 
 
+ID_CHUNK = 500
+"""Ids per ``IN (...)`` query (well below every backend's bound-parameter limit)."""
+
+
+def id_chunks(ids: Sequence[str]) -> Iterator[list[str]]:
+    """``ids`` in lists of at most :data:`ID_CHUNK`, for ``IN (...)`` queries."""
+    for start in range(0, len(ids), ID_CHUNK):
+        yield list(ids[start : start + ID_CHUNK])
+
+
 def get_recommendations(session: Session, ids: Sequence[str]) -> list[RecommendationInfo]:
     """The recommendations with these ids (unknown ids are left out), oldest first."""
     out: list[RecommendationInfo] = []
-    for start in range(0, len(ids), 500):  # well below every backend's bound-parameter limit
-        stmt = select(RecommendationRow).where(RecommendationRow.id.in_(list(ids[start : start + 500])))
+    for chunk in id_chunks(ids):
+        stmt = select(RecommendationRow).where(RecommendationRow.id.in_(chunk))
         out.extend(_recommendation_info(r) for r in session.scalars(stmt))
     out.sort(key=lambda r: (r.created_at, r.id))
     return out
