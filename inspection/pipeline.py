@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inspection.config import AppConfig
-from inspection.ingest import IngestError, read_image_bytes
+from inspection.ingest import IngestError
 from inspection.model.artifact import CONFIG_FILE, default_model_dir, sha256_file
 from inspection.model.postprocess import combine_tile_probs, decide, decode_peaks
 from inspection.model.quantize import BackendAgreement, agreement
@@ -354,12 +354,8 @@ def _compare(
         prep_a, prep_b = [], []
         for path_a, path_b in pairs[start : start + batch_size]:
             try:
-                pa = prepare(
-                    read_image_bytes(path_a, a.prepare_config.ingest), a.prepare_config, name=str(path_a)
-                )
-                pb = prepare(
-                    read_image_bytes(path_b, b.prepare_config.ingest), b.prepare_config, name=str(path_b)
-                )
+                pa = prepare(path_a, a.prepare_config)
+                pb = prepare(path_b, b.prepare_config)
             except IngestError as exc:
                 log.warning("compare: skipping %s", exc)
                 continue

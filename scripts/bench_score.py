@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import functools
 import os
 import sys
 import tempfile
@@ -31,21 +32,11 @@ def _decode(path: Path) -> int:
     return int(read_image(path).shape[0])
 
 
-def _decode_reduced(path: Path) -> int:
+def _decode_reduced(path: Path, min_short: int, min_long: int) -> int:
     from inspection.ingest import decode_reduced, read_image_bytes
-    from inspection.pipeline import Inspector
-    from inspection.prepare import analysis_min_size
 
-    global _PREPARE_CFG
-    if _PREPARE_CFG is None:
-        _PREPARE_CFG = Inspector.from_artifact(None, backend="onnx").prepare_config
-    short, long = analysis_min_size(_PREPARE_CFG)
-    return int(
-        decode_reduced(read_image_bytes(path), str(path), min_short=short, min_long=long).image.shape[0]
-    )
-
-
-_PREPARE_CFG = None
+    data = read_image_bytes(path)
+    return int(decode_reduced(data, str(path), min_short=min_short, min_long=min_long).image.shape[0])
 
 
 def decode_floor(files: list[Path], workers: int, fn=_decode) -> float:  # type: ignore[no-untyped-def]
@@ -94,6 +85,7 @@ def main() -> int:
 
     from inspection.batch import expand_inputs, model_threads, score
     from inspection.pipeline import Inspector
+    from inspection.prepare import analysis_min_size
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.dir or Path(tmp) / "images"
@@ -105,8 +97,9 @@ def main() -> int:
         inspector = Inspector.from_artifact(args.model, backend=args.backend, threads=threads)
         decode_floor(files[: min(16, len(files))], args.workers)  # warm the page cache
         floor = decode_floor(files, args.workers)
-        _decode_reduced(files[0])
-        floor_reduced = decode_floor(files, args.workers, _decode_reduced)
+        short, long = analysis_min_size(inspector.prepare_config)
+        reduced = functools.partial(_decode_reduced, min_short=short, min_long=long)  # picklable
+        floor_reduced = decode_floor(files, args.workers, reduced)
         cores = os.cpu_count() or 1
         with cf.ThreadPoolExecutor(cores) as pool:  # decoding releases the GIL: threads use every core
             t_all = time.perf_counter()
