@@ -508,12 +508,13 @@ def score(
     hook: RecordHook | None = None,
     keep_bytes: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    prefetch: int | None = None,
 ) -> ScoreSummary:
     """Score ``items`` into ``out`` (``.jsonl``, ``.csv`` or ``.parquet``), resuming if it exists.
 
-    ``workers`` = 0 prepares images in one prefetch thread of this process, overlapping the model
-    (the fastest setting on the 2-core development machine); N > 0 uses N worker processes (see
-    :mod:`inspection.batch_worker`).
+    ``workers`` = 0 prepares images in ``prefetch`` threads of this process (default
+    :func:`prefetch_threads`: one per core), overlapping the model (the fastest setting on the
+    2-core development machine); N > 0 uses N worker processes (see :mod:`inspection.batch_worker`).
     ``progress(done, total)`` is called after every batch.
 
     With ``workers > 0`` the decode/preprocess workers start from a fork server (see
@@ -578,7 +579,9 @@ def score(
 
     try:
         with Journal(jpath) as journal:
-            for job in _jobs(todo, inspector.prepare_config, done_sha, keep_bytes, workers, batch_size):
+            for job in _jobs(
+                todo, inspector.prepare_config, done_sha, keep_bytes, workers, batch_size, prefetch
+            ):
                 if job.kind == "skip":
                     summary.skipped += 1
                     continue
@@ -594,6 +597,21 @@ def score(
         if out.suffix.lower() != ".jsonl":
             render_table(read_journal(jpath, repair=False), out)
     return summary
+
+
+MAX_PREFETCH_THREADS = 2
+"""Preparation is partly Python (it holds the GIL between OpenCV and NumPy calls), so threads
+beyond a second add contention rather than speed; bigger machines use worker processes
+(``--workers N``)."""
+
+
+def prefetch_threads(cpus: int | None = None) -> int:
+    """Preparation threads for ``workers`` = 0: one per CPU core, at most
+    :data:`MAX_PREFETCH_THREADS`, sharing the cores with the model thread(s). Measured on 2 cores
+    (docs/performance.md): with one thread the preparation (~5.5 ms a photo) is the bottleneck
+    and a core idles whenever it waits for the GIL; two keep both cores busy, ~7 % more images/s."""
+    n = cpus if cpus is not None else (os.cpu_count() or 1)
+    return max(1, min(n, MAX_PREFETCH_THREADS))
 
 
 def model_threads(workers: int, cpus: int | None = None) -> int:
@@ -612,18 +630,20 @@ def _jobs(
     keep_bytes: bool,
     workers: int,
     batch_size: int,
+    threads: int | None = None,
 ) -> Iterator[Job]:
     """Prepared jobs in input order; a bounded window runs ahead of the consumer.
 
-    ``workers`` <= 0: one thread of this process prepares while the caller runs the model (decoding,
-    OpenCV and onnxruntime release the GIL, so the two overlap on two cores and nothing is pickled);
-    N > 0: N worker processes.
+    ``workers`` <= 0: ``threads`` threads of this process (default :func:`prefetch_threads`)
+    prepare while the caller runs the model (decoding, OpenCV and onnxruntime release the GIL, so
+    they overlap on the cores and nothing is pickled); N > 0: N worker processes.
     """
     pool: cf.Executor
     if workers <= 0:
         init_worker(cfg, done, keep_bytes)
-        pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="weldinspect-prepare")
-        window = 2 * batch_size
+        n_threads = threads if threads is not None else prefetch_threads()
+        pool = cf.ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="weldinspect-prepare")
+        window = max(2 * batch_size, 4 * n_threads)
     else:
         pool = cf.ProcessPoolExecutor(
             max_workers=workers,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """End-to-end batch scoring throughput versus a decode-only floor, in one run.
 
-    .venv/bin/python scripts/bench_score.py [DIR] [--n 200] [--workers N] [--batch-size 32]
+    .venv/bin/python scripts/bench_score.py [DIR] [--n 200] [--workers N] [--batch-size 32] [--rounds 5]
 
 DIR holds the images (800 x 800 JPEGs); without DIR, N synthetic 800 x 800 seam photos are
 generated into a temporary folder first. The decode-only floor reads and decodes the same files
@@ -12,6 +12,11 @@ so a second floor, read + decode at the pipeline's scale, is printed too: the ra
 is the share of the time the pipeline spends on decoding it cannot avoid. With ``--workers 0`` the
 end-to-end run uses every core (a prefetch thread next to the model) while the floor above uses
 one process; the third floor decodes full size with one thread per core, for comparison.
+
+A shared 2-core machine drifts by 10-30 % within a minute, so the floor and the end-to-end run
+are measured in turn ``--rounds`` times (floor, end-to-end, floor, end-to-end, ...): each round's
+ratio compares two measurements taken seconds apart, and the figure reported is the median of
+the rounds' ratios (every round is printed too).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import concurrent.futures as cf
 import functools
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -81,9 +87,13 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"])
+    parser.add_argument("--prefetch", type=int, default=None, help="prefetch threads (workers 0)")
+    parser.add_argument("--rounds", type=int, default=5, help="floor / end-to-end pairs measured in turn")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
 
-    from inspection.batch import expand_inputs, model_threads, score
+    from inspection.batch import expand_inputs, model_threads, prefetch_threads, score
     from inspection.pipeline import Inspector
     from inspection.prepare import analysis_min_size
 
@@ -96,7 +106,6 @@ def main() -> int:
         threads = args.threads or model_threads(args.workers)
         inspector = Inspector.from_artifact(args.model, backend=args.backend, threads=threads)
         decode_floor(files[: min(16, len(files))], args.workers)  # warm the page cache
-        floor = decode_floor(files, args.workers)
         short, long = analysis_min_size(inspector.prepare_config)
         reduced = functools.partial(_decode_reduced, min_short=short, min_long=long)  # picklable
         floor_reduced = decode_floor(files, args.workers, reduced)
@@ -105,22 +114,33 @@ def main() -> int:
             t_all = time.perf_counter()
             list(pool.map(_decode, files))
             floor_all = len(files) / (time.perf_counter() - t_all)
-        t0 = time.perf_counter()
-        summary = score(expand_inputs([folder]), Path(tmp) / "results.jsonl", inspector,
-                        workers=args.workers, batch_size=args.batch_size)  # fmt: skip
-        e2e = summary.scored / (time.perf_counter() - t0)
+        items = expand_inputs([folder])
+        rounds: list[tuple[float, float]] = []
+        for r in range(args.rounds):
+            floor = decode_floor(files, args.workers)
+            t0 = time.perf_counter()
+            summary = score(items, Path(tmp) / f"results-{r}.jsonl", inspector, workers=args.workers,
+                            batch_size=args.batch_size, prefetch=args.prefetch)  # fmt: skip
+            rounds.append((floor, summary.scored / (time.perf_counter() - t0)))
     backend = inspector.grader.backend
+    prefetch = args.prefetch or prefetch_threads()
     print(
-        f"images: {len(files)}  workers: {args.workers}  model threads: {threads}  batch: {args.batch_size}  "
-        f"backend: {backend}"
+        f"images: {len(files)}  workers: {args.workers}"
+        + (f"  prefetch threads: {prefetch}" if args.workers <= 0 else "")
+        + f"  model threads: {threads}  batch: {args.batch_size}  backend: {backend}"
     )
-    print(f"decode-only floor (full resolution): {floor:.1f} images/s")
+    print("round  floor (full resolution)  end-to-end  ratio")
+    for r, (fl, e2e) in enumerate(rounds, 1):
+        print(f"{r:5d}  {fl:23.1f}  {e2e:10.1f}  {e2e / fl:5.2f}")
+    floor = statistics.median(fl for fl, _ in rounds)
+    e2e = statistics.median(e for _, e in rounds)
+    ratio = statistics.median(e / fl for fl, e in rounds)
+    print(f"decode-only floor (full resolution): {floor:.1f} images/s (median of {len(rounds)})")
     print(f"decode-only floor (pipeline scale):  {floor_reduced:.1f} images/s")
     print(f"decode-only floor (full, {cores} threads): {floor_all:.1f} images/s")
-    print(f"end-to-end:                          {e2e:.1f} images/s")
-    ratio, ratio_reduced = e2e / floor, e2e / floor_reduced
-    print(f"ratio end-to-end / floor: {ratio:.2f}  (to the pipeline-scale floor: {ratio_reduced:.2f}, "
-          f"to the {cores}-thread floor: {e2e / floor_all:.2f})")  # fmt: skip
+    print(f"end-to-end:                          {e2e:.1f} images/s (median of {len(rounds)})")
+    print(f"ratio end-to-end / floor: {ratio:.2f} (median of the rounds)  (to the pipeline-scale floor: "
+          f"{e2e / floor_reduced:.2f}, to the {cores}-thread floor: {e2e / floor_all:.2f})")  # fmt: skip
     return 0
 
 

@@ -106,6 +106,20 @@ def test_workers_give_the_same_records(inspector: Inspector, seam_folder: Path, 
             np.testing.assert_allclose(rec["porosity"]["probs"], rb[key]["porosity"]["probs"], atol=1e-5)
 
 
+def test_prefetch_threads_keep_input_order_and_records(
+    inspector: Inspector, seam_folder: Path, tmp_path: Path
+) -> None:
+    items = expand_inputs([seam_folder])
+    one, three = tmp_path / "one.jsonl", tmp_path / "three.jsonl"
+    score(items, one, inspector, batch_size=2, prefetch=1)
+    score(items, three, inspector, batch_size=2, prefetch=3)
+    r1, r3 = _records(one), _records(three)
+    assert [r["image"] for r in r3] == [it.image for it in items]  # input order, whatever finished first
+    for a, b in zip(r1, r3, strict=True):
+        a.pop("elapsed_ms"), b.pop("elapsed_ms"), a.pop("timings_ms"), b.pop("timings_ms")
+        assert a == b
+
+
 def test_resume_after_crash_with_torn_line(inspector: Inspector, seam_folder: Path, tmp_path: Path) -> None:
     items = expand_inputs([seam_folder])
     out = tmp_path / "r.jsonl"
@@ -400,3 +414,10 @@ def test_model_threads_leave_the_preparation_its_cores(workers: int, cpus: int, 
     from inspection.batch import model_threads
 
     assert model_threads(workers, cpus) == threads
+
+
+@pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 2), (8, 2), (64, 2)])
+def test_prefetch_threads_one_per_core_capped(cpus: int, threads: int) -> None:
+    from inspection.batch import MAX_PREFETCH_THREADS, prefetch_threads
+
+    assert prefetch_threads(cpus) == threads <= MAX_PREFETCH_THREADS
