@@ -83,7 +83,7 @@ def work(item: ScoreItem) -> Job:
         sha = image_sha256(data)
         if sha in _DONE:
             return Job(item, "skip", sha256=sha)
-        prepared = prepare(data, cfg, name=item.image, context=item.context)
+        prepared = prepare(data, cfg, name=item.image, context=item.context, sha256=sha)
     except IngestError as exc:
         return Job(item, "error", sha256=sha, code=exc.code, message=str(exc))
     except Exception as exc:  # a batch never dies on one bad image

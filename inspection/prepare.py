@@ -77,8 +77,12 @@ def prepare(
     *,
     name: str | None = None,
     context: InspectionContext | None = None,
+    sha256: str | None = None,
 ) -> Prepared:
     """Decode (if needed), run the quality gate and preprocess one image.
+
+    ``sha256``: the caller's hash of ``image`` when it is encoded bytes it has already hashed
+    (batch scoring hashes every file first to skip those already scored); otherwise computed here.
 
     Raises :class:`inspection.ingest.IngestError` (naming the file and the reason) when the input
     cannot be decoded.
@@ -97,7 +101,7 @@ def prepare(
         else:
             label = name or str(image)
             data = read_image_bytes(Path(image), cfg.ingest)
-        sha = image_sha256(data)
+        sha = sha256 if sha256 is not None and isinstance(image, bytes) else image_sha256(data)
         min_short, min_long = analysis_min_size(cfg)
         decoded = decode_reduced(data, name=label, cfg=cfg.ingest, min_short=min_short, min_long=min_long)
         arr = decoded.image

@@ -344,12 +344,12 @@ def texture_energy(
 
 
 @functools.lru_cache(maxsize=128)
-def _projection_geometry(
-    gh: int, gw: int, height: int, width: int, angles: tuple[float, ...]
-) -> tuple[sparse.csr_matrix, FloatArray, float, float, int]:
-    """Projection matrix ``(angles * bins, cells)`` (1 where a cell falls in a bin at an angle),
-    cells per bin, bin width and v of bin 0 (source pixels). Cached: the coarse search always
-    uses the same angles, the fine search one of 45 sets.
+def _projection_geometry(gh: int, gw: int, height: int, width: int, angles: tuple[float, ...]) -> _Geometry:
+    """Everything of the angle search that depends on the grid and image size only, not on the
+    energy: the projection matrix ``(angles * bins, cells)`` (1 where a cell falls in a bin at an
+    angle), the bin geometry, which bins count, and per candidate band window how many valid bins
+    it and its flanks hold. Cached: the coarse search always uses the same angles, the fine
+    search one of 45 sets, so per image only the energy-dependent sums remain.
 
     Cell centres are in source pixels relative to the image centre; ``v = -x sin a + y cos a`` is
     the across-seam coordinate for seam direction ``a``.
@@ -367,10 +367,72 @@ def _projection_geometry(
     idx = np.floor((v + half) / binw).astype(np.intp) + 1
     idx += (np.arange(len(angles)) * nbins)[:, None]
     counts = np.bincount(idx.ravel(), minlength=len(angles) * nbins).astype(np.float64)
-    counts.setflags(write=False)
+    counts = counts.reshape(len(angles), nbins)
     cells = np.tile(np.arange(gh * gw), len(angles))
     proj = sparse.csr_matrix((np.ones(idx.size), (idx.ravel(), cells)), shape=(len(angles) * nbins, gh * gw))
-    return proj, counts.reshape(len(angles), nbins), binw, -half - binw, nbins
+    valid = counts >= MIN_BIN_FILL * counts.max(axis=1, keepdims=True)
+
+    short = min(height, width) / binw
+    widths = tuple(sorted({max(2, round(f * short)) for f in BAND_WIDTHS}))
+    ix = _band_windows(nbins, widths)
+    stats = None
+    if ix is not None:
+        n_a = len(angles)
+        cc = np.concatenate([np.zeros((n_a, 1)), np.cumsum(valid.astype(np.float64), axis=1)], axis=1)
+        cen_n = cc[:, ix.hi] - cc[:, ix.lo]
+        left_n = cc[:, ix.l1] - cc[:, ix.l0]
+        right_n = cc[:, ix.r1] - cc[:, ix.r0]
+        stats = _WindowStats(
+            windows=ix,
+            # a flank needs >= f/2 valid bins (then its mean exists); both flanks must exist
+            both=(left_n >= ix.half_flank) & (right_n >= ix.half_flank) & (cen_n >= ix.min_fill),
+            cen_den=np.maximum(cen_n, 1e-9),
+            left_den=np.maximum(left_n, 1e-9),
+            right_den=np.maximum(right_n, 1e-9),
+            gather=np.concatenate([ix.hi, ix.lo, ix.l1, ix.l0, ix.r1, ix.r0]),
+        )
+    geo = _Geometry(
+        proj=proj,
+        nbins=nbins,
+        binw=binw,
+        v0=-half - binw,
+        count_den=np.maximum(counts, 1.0),
+        valid=valid,
+        valid_den=np.maximum(valid.sum(axis=1), 1).astype(np.float64),
+        stats=stats,
+    )
+    for part in (geo, stats):
+        for arr in vars(part).values() if part is not None else ():
+            if isinstance(arr, np.ndarray):
+                arr.setflags(write=False)
+    return geo
+
+
+@dataclass(frozen=True, eq=False)
+class _WindowStats:
+    """Per angle and candidate window: valid bins in the centre and flanks (as the divisors of
+    their sums), whether the window qualifies, and the cumulative-sum columns to gather."""
+
+    windows: _Windows
+    both: npt.NDArray[np.bool_]
+    cen_den: FloatArray
+    left_den: FloatArray
+    right_den: FloatArray
+    gather: npt.NDArray[np.intp]
+
+
+@dataclass(frozen=True, eq=False)
+class _Geometry:
+    """The energy-independent part of one angle search (see :func:`_projection_geometry`)."""
+
+    proj: sparse.csr_matrix
+    nbins: int
+    binw: float
+    v0: float
+    count_den: FloatArray
+    valid: npt.NDArray[np.bool_]
+    valid_den: FloatArray
+    stats: _WindowStats | None
 
 
 @dataclass(frozen=True)
@@ -384,15 +446,10 @@ class _Profiles:
     v0: float
 
 
-def _profiles(
-    energy: npt.NDArray[np.float32], height: int, width: int, angles: tuple[float, ...]
-) -> _Profiles:
-    gh, gw = energy.shape
-    proj, counts, binw, v0, nbins = _projection_geometry(gh, gw, height, width, angles)
-    sums = np.asarray(proj @ energy.ravel().astype(np.float64)).reshape(len(angles), nbins)
-    valid = counts >= MIN_BIN_FILL * counts.max(axis=1, keepdims=True)
-    mean = np.where(valid, sums / np.maximum(counts, 1.0), 0.0)
-    return _Profiles(angles, mean, valid, binw, v0)
+def _profiles(energy: npt.NDArray[np.float32], geo: _Geometry, angles: tuple[float, ...]) -> _Profiles:
+    sums = np.asarray(geo.proj @ energy.ravel().astype(np.float64)).reshape(len(angles), geo.nbins)
+    mean = np.where(geo.valid, sums / geo.count_den, 0.0)
+    return _Profiles(angles, mean, geo.valid, geo.binw, geo.v0)
 
 
 @dataclass(frozen=True)
@@ -407,44 +464,61 @@ class _Band:
     surround: float
 
 
-def _best_bands(prof: _Profiles, widths_bins: tuple[int, ...]) -> list[_Band]:
-    """Per angle, the window (over ``widths_bins``) maximising centre mean - max(flank means).
+@dataclass(frozen=True, eq=False)
+class _Bands:
+    """The best band of every angle (:func:`_best_bands`), as arrays; ``band(i)`` for one."""
+
+    lo: npt.NDArray[np.intp]
+    hi: npt.NDArray[np.intp]
+    response: FloatArray
+    centre: FloatArray
+    surround: FloatArray
+
+    def band(self, i: int) -> _Band:
+        return _Band(
+            i,
+            int(self.lo[i]),
+            int(self.hi[i]),
+            float(self.response[i]),
+            float(self.centre[i]),
+            float(self.surround[i]),
+        )
+
+
+def _best_bands(prof: _Profiles, geo: _Geometry) -> _Bands:
+    """Per angle, the window (over the geometry's band widths) maximising centre mean - max(flank
+    means); an angle without a valid window gets the empty band (0, 0) with response 0.
 
     A window is a band of the profile; its flanks are the half-width runs on either side (only
     valid bins count; both flanks must lie at least half inside the image). A band of high energy
     with lower energy on both sides scores high; a step or ramp scores ~0.
     """
     n_a, n_b = prof.mean.shape
-    p = prof.mean * prof.valid
-    c = prof.valid.astype(np.float64)
-    cp = np.concatenate([np.zeros((n_a, 1)), np.cumsum(p, axis=1)], axis=1)
-    cc = np.concatenate([np.zeros((n_a, 1)), np.cumsum(c, axis=1)], axis=1)
-    ix = _band_windows(n_b, widths_bins)
-    if ix is None:
-        return [_Band(i, 0, 0, 0.0, 0.0, 0.0) for i in range(n_a)]
-    cen_n = cc[:, ix.hi] - cc[:, ix.lo]
-    cen = (cp[:, ix.hi] - cp[:, ix.lo]) / np.maximum(cen_n, 1e-9)
-    left_n = cc[:, ix.l1] - cc[:, ix.l0]
-    right_n = cc[:, ix.r1] - cc[:, ix.r0]
-    # a flank needs >= f/2 valid bins (then its mean exists); both flanks must exist
-    both = (left_n >= ix.half_flank) & (right_n >= ix.half_flank) & (cen_n >= ix.min_fill)
-    left = (cp[:, ix.l1] - cp[:, ix.l0]) / np.maximum(left_n, 1e-9)
-    right = (cp[:, ix.r1] - cp[:, ix.r0]) / np.maximum(right_n, 1e-9)
+    st = geo.stats
+    if st is None:
+        zi, zf = np.zeros(n_a, np.intp), np.zeros(n_a)
+        return _Bands(zi, zi, zf, zf, zf)
+    ix = st.windows
+    cp = np.zeros((n_a, n_b + 1))
+    np.cumsum(prof.mean, axis=1, out=cp[:, 1:])  # invalid bins hold 0 in ``mean``
+    g = cp[:, st.gather].reshape(n_a, 6, -1)
+    cen = (g[:, 0] - g[:, 1]) / st.cen_den
+    left = (g[:, 2] - g[:, 3]) / st.left_den
+    right = (g[:, 4] - g[:, 5]) / st.right_den
     sur = np.maximum(left, right)
-    r = np.where(both, cen - sur, -np.inf)
+    r = np.where(st.both, cen - sur, -np.inf)
     # the first maximum in (width, start) order: the narrowest width reaching it, then the first start
     j = np.argmax(r, axis=1)
     rows = np.arange(n_a)
-    rj, cj, sj = r[rows, j], cen[rows, j], np.where(both[rows, j], sur[rows, j], 0.0)
-    bands = []
-    for i in range(n_a):
-        if rj[i] == -np.inf:  # no valid window at this angle
-            bands.append(_Band(i, 0, 0, 0.0, 0.0, 0.0))
-        else:
-            bands.append(
-                _Band(i, int(ix.lo[j[i]]), int(ix.hi[j[i]]), float(rj[i]), float(cj[i]), float(sj[i]))
-            )
-    return bands
+    rj = r[rows, j]
+    found = rj != -np.inf  # else no valid window at this angle
+    return _Bands(
+        lo=np.where(found, ix.lo[j], 0),
+        hi=np.where(found, ix.hi[j], 0),
+        response=np.where(found, rj, 0.0),
+        centre=np.where(found, cen[rows, j], 0.0),
+        surround=np.where(found & st.both[rows, j], sur[rows, j], 0.0),
+    )
 
 
 @dataclass(frozen=True)
@@ -559,14 +633,14 @@ def _seam_score(contrast: float, ambiguity: float) -> float:
 
 def _search(
     energy: npt.NDArray[np.float32], height: int, width: int, angles: tuple[float, ...]
-) -> tuple[_Profiles, list[_Band], FloatArray]:
+) -> tuple[_Profiles, _Bands, FloatArray]:
     """Profiles, best band per angle and its response normalised by the profile's mean energy."""
-    prof = _profiles(energy, height, width, angles)
-    short = min(height, width) / prof.binw
-    widths = tuple(sorted({max(2, round(f * short)) for f in BAND_WIDTHS}))
-    bands = _best_bands(prof, widths)
-    means = (prof.mean * prof.valid).sum(axis=1) / np.maximum(prof.valid.sum(axis=1), 1)
-    norm = np.array([b.response for b in bands]) / np.maximum(means, 1e-9)
+    gh, gw = energy.shape
+    geo = _projection_geometry(gh, gw, height, width, angles)
+    prof = _profiles(energy, geo, angles)
+    bands = _best_bands(prof, geo)
+    means = prof.mean.sum(axis=1) / geo.valid_den  # invalid bins hold 0 in ``mean``
+    norm = bands.response / np.maximum(means, 1e-9)
     return prof, bands, norm
 
 
@@ -615,7 +689,7 @@ def locate_seam(
     fine = tuple(_wrap_angle(coarse[ib] + d) for d in np.arange(-COARSE_STEP_DEG + 1, COARSE_STEP_DEG))
     prof, bands, norm = _search(energy, height, width, fine)
     i = int(np.argmax(norm))
-    band, angle = bands[i], fine[i]
+    band, angle = bands.band(i), fine[i]
     score = _seam_score(float(band.response / mean_e), ambiguity)
     logger.debug(
         "locate_seam: angle %.1f response %.3f ambiguity %.2f score %.2f", angle, norm[i], ambiguity, score
