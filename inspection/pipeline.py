@@ -27,7 +27,7 @@ import numpy.typing as npt
 from inspection.config import AppConfig
 from inspection.ingest import IngestError
 from inspection.model.artifact import CONFIG_FILE, default_model_dir, sha256_file
-from inspection.model.postprocess import combine_tile_probs, decide, decode_peaks
+from inspection.model.postprocess import check_probs, decide_tiles, decode_peaks
 from inspection.model.quantize import BackendAgreement, agreement
 from inspection.model.runtime import Grader, RawPrediction
 from inspection.prepare import ImageInput, PrepareConfig, Prepared, elapsed_ms, prepare
@@ -160,17 +160,23 @@ class Inspector:
             model_ms = elapsed_ms(t0)
         owner_arr = np.asarray(owners, dtype=np.int64)
         n_tiles = max(len(tiles), 1)
+        checked = (  # every tile's distribution checked once for the batch, not once per image
+            (check_probs(raw.porosity_probs, "porosity tile probabilities"),
+             check_probs(raw.spatter_probs, "spatter tile probabilities"))
+            if raw is not None else ()
+        )  # fmt: skip
         results = []
         for i, p in enumerate(batch):
             idx = np.flatnonzero(owner_arr == i)
             share = model_ms * len(idx) / n_tiles
-            results.append(self._build(p, raw, idx, share, with_maps))
+            results.append(self._build(p, raw, checked, idx, share, with_maps))
         return results
 
     def _build(
         self,
         p: Prepared,
         raw: RawPrediction | None,
+        checked: tuple[npt.NDArray[np.float64], ...],
         idx: npt.NDArray[np.int64],
         model_ms: float,
         with_maps: bool,
@@ -186,9 +192,8 @@ class Inspector:
             timings["model"] = round(model_ms, 3)
             t0 = time.perf_counter()
             heads = {}
-            for defect, probs in ((Defect.POROSITY, raw.porosity_probs), (Defect.SPATTER, raw.spatter_probs)):
-                combined = combine_tile_probs(probs[idx])
-                head, abstained = decide(combined, cfg.thresholds.abstain[defect.value])
+            for defect, probs in zip((Defect.POROSITY, Defect.SPATTER), checked, strict=True):
+                head, abstained = decide_tiles(probs[idx], cfg.thresholds.abstain[defect.value], checked=True)
                 heads[defect] = head
                 if abstained:
                     reasons.append(f"abstain:{defect.value}")
@@ -234,26 +239,31 @@ class Inspector:
         stride = cfg.heatmap_stride
         mm = p.context.mm_per_px if p.context is not None else None
         out: list[Finding] = []
+        peak_max = raw.heatmaps[idx].max(axis=(2, 3))  # (tiles, 2): most tiles hold no peak at all
         for channel, defect in enumerate((Defect.POROSITY, Defect.SPATTER)):
+            threshold = cfg.thresholds.peak[defect.value]
             cands: list[tuple[float, float, float, float, float]] = []  # x, y, d, score, along
-            for k, tile in zip(idx, pre.tiles, strict=True):
+            for j, (k, tile) in enumerate(zip(idx, pre.tiles, strict=True)):
+                if peak_max[j, channel] < threshold:  # decode_peaks would find none (NaN goes on, and fails)
+                    continue
                 peaks = decode_peaks(
                     raw.heatmaps[k, channel],
                     raw.sizes[k, channel],
-                    threshold=cfg.thresholds.peak[defect.value],
+                    threshold=threshold,
                     stride=stride,
                     min_distance=cfg.thresholds.min_peak_distance,
                     max_peaks=cfg.thresholds.max_peaks,
                 )
-                for pk in peaks:
-                    if pk.u >= tile.valid:  # padding columns are not strip content
-                        continue
-                    xy = tile_to_source(tile, pre.strip, [[pk.u, pk.v]])[0]
+                peaks = [pk for pk in peaks if pk.u < tile.valid]  # padding columns are not strip content
+                if not peaks:
+                    continue
+                xys = tile_to_source(tile, pre.strip, [[pk.u, pk.v] for pk in peaks])
+                alongs = pre.strip.along_seam(xys)
+                for pk, xy, along in zip(peaks, xys.tolist(), alongs.tolist(), strict=True):
                     if not (0.0 <= xy[0] < p.width and 0.0 <= xy[1] < p.height):
                         continue  # strip border outside the photo (replicated pixels)
                     d_src = pk.diameter_px * tile.u_scale / pre.strip.scale
-                    along = float(pre.strip.along_seam([xy])[0])
-                    cands.append((float(xy[0]), float(xy[1]), float(d_src), pk.score, along))
+                    cands.append((xy[0], xy[1], float(d_src), pk.score, along))
             cands.sort(key=lambda c: -c[3])
             kept: list[tuple[float, float, float, float, float]] = []
             for c in cands:

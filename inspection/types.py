@@ -391,11 +391,29 @@ class InspectionResult:
         )
 
 
+_PLAIN = frozenset({type(None), bool, int, float, str})
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(kind: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return names
+
+
 def _jsonable(value: Any) -> Any:
     """JSON-ready copy: what ``_jsonable(dataclasses.asdict(value))`` gives, without asdict's deep
     copies (results are converted once per image, so this is on the scoring hot path)."""
+    kind = type(value)
+    if kind in _PLAIN:  # most leaves: no abstract-base-class checks
+        return value
+    if kind is tuple or kind is list:
+        return [_jsonable(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {name: _jsonable(getattr(value, name)) for name in _field_names(kind)}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Mapping):

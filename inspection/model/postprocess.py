@@ -181,13 +181,20 @@ def _check_probs(probs: FloatArray, name: str) -> npt.NDArray[np.float64]:
     return np.clip(p, 0.0, 1.0)
 
 
-def combine_tile_probs(probs: FloatArray) -> npt.NDArray[np.float64]:
+def check_probs(probs: FloatArray, name: str = "probs") -> npt.NDArray[np.float64]:
+    """``probs`` ``(..., 4)`` as float64 clipped to [0, 1], after checking that they are finite,
+    non-negative and that every row sums to 1 (ValueError naming ``name`` otherwise)."""
+    return _check_probs(probs, name)
+
+
+def combine_tile_probs(probs: FloatArray, *, checked: bool = False) -> npt.NDArray[np.float64]:
     """One image-level distribution ``(4,)`` from per-tile distributions ``(T, 4)``, ``T >= 1``.
 
     The image is as bad as its worst tile: the exceedance probabilities ``P(grade >= k)``
     (k = 1..3) are combined by their maximum over tiles and turned back into class probabilities.
+    ``checked``: ``probs`` came from :func:`check_probs` (a batch checks all its tiles at once).
     """
-    p = _check_probs(probs, "tile probabilities")
+    p = np.asarray(probs, dtype=np.float64) if checked else _check_probs(probs, "tile probabilities")
     if p.ndim != 2 or p.shape[0] < 1:
         msg = f"tile probabilities must have shape (T, {GRADE_LEVELS}) with T >= 1, got {p.shape}"
         raise ValueError(msg)
@@ -206,7 +213,18 @@ def decide(probs: FloatArray, rule: AbstainRule) -> tuple[HeadResult, bool]:
     ``rule.min_confidence`` or when the grade is 0 while ``P(grade >= 1) >
     rule.max_p_defect_for_zero``.
     """
-    p = _check_probs(probs, "probs")
+    return _decide(_check_probs(probs, "probs"), rule)
+
+
+def decide_tiles(
+    tile_probs: FloatArray, rule: AbstainRule, *, checked: bool = False
+) -> tuple[HeadResult, bool]:
+    """:func:`decide` on :func:`combine_tile_probs` of ``tile_probs`` ``(T, 4)`` (the combined
+    distribution is valid by construction, so it is not checked a second time)."""
+    return _decide(combine_tile_probs(tile_probs, checked=checked), rule)
+
+
+def _decide(p: npt.NDArray[np.float64], rule: AbstainRule) -> tuple[HeadResult, bool]:
     if p.shape != (GRADE_LEVELS,):
         msg = f"probs must have shape ({GRADE_LEVELS},), got {p.shape}"
         raise ValueError(msg)
@@ -214,10 +232,11 @@ def decide(probs: FloatArray, rule: AbstainRule) -> tuple[HeadResult, bool]:
         grade = int(np.argmax(p))
     else:
         grade = int((np.cumsum(p)[:-1] < 0.5).sum())
-    confidence = float(p[grade])
+    values = p.tolist()
+    confidence = values[grade]
     p_defect = float(p[1:].sum())
     abstained = confidence < rule.min_confidence or (grade == 0 and p_defect > rule.max_p_defect_for_zero)
-    return HeadResult(grade=grade, probs=tuple(float(v) for v in p), confidence=confidence), abstained
+    return HeadResult(grade=grade, probs=tuple(values), confidence=confidence), abstained
 
 
 @dataclass(frozen=True, eq=False)

@@ -165,3 +165,26 @@ def test_ood_stats_score_in_and_out_of_distribution(rng: np.random.Generator) ->
         stats.score(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="N >= 2"):
         OodStats.fit(np.zeros((1, 8)))
+
+
+@pytest.mark.parametrize("rule", [DEFAULT, MEDIAN])
+@pytest.mark.parametrize("n_tiles", [1, 2, 4])
+def test_decide_tiles_equals_combine_then_decide(
+    rng: np.random.Generator, rule: AbstainRule, n_tiles: int
+) -> None:
+    from inspection.model.postprocess import check_probs, decide_tiles
+
+    for _ in range(20):
+        tiles = rng.dirichlet(np.full(4, 0.5), size=n_tiles)
+        expected = decide(combine_tile_probs(tiles), rule)
+        assert decide_tiles(tiles, rule) == expected
+        assert decide_tiles(check_probs(tiles), rule, checked=True) == expected
+
+
+def test_check_probs_names_what_it_rejects() -> None:
+    from inspection.model.postprocess import check_probs
+
+    with pytest.raises(ValueError, match="spatter tile probabilities rows must sum to 1"):
+        check_probs(np.array([[0.5, 0.5, 0.5, 0.5]]), "spatter tile probabilities")
+    with pytest.raises(ValueError, match="must be finite"):
+        check_probs(np.array([[np.nan, 0.5, 0.5, 0.0]]))
