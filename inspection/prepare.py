@@ -19,7 +19,7 @@ import numpy as np
 from inspection.config import IngestConfig, PreprocessConfig, QualityConfig
 from inspection.ingest import Decoded, decode_reduced, image_sha256, read_image_bytes
 from inspection.preprocess import Preprocessed, preprocess
-from inspection.quality import assess_quality
+from inspection.quality import assess_quality, luma
 from inspection.types import Image, InspectionContext, QualityVerdict, check_image
 
 ImageInput = Image | bytes | Path | str
@@ -109,11 +109,12 @@ def prepare(
     timings["decode"] = elapsed_ms(t0)
 
     t0 = time.perf_counter()
-    pre = preprocess(arr, cfg.preprocess, (height, width))
+    gray = luma(arr)  # both the seam search and the quality gate start from the grey levels
+    pre = preprocess(arr, cfg.preprocess, (height, width), gray=gray)
     timings["preprocess"] = elapsed_ms(t0)
 
     t0 = time.perf_counter()
-    quality = assess_quality(arr, cfg.quality, seam_score=pre.seam_score)
+    quality = assess_quality(arr, cfg.quality, seam_score=pre.seam_score, gray=gray)
     timings["quality"] = elapsed_ms(t0)
 
     return Prepared(

@@ -315,7 +315,11 @@ def _resize_area(image: npt.NDArray[np.uint8], size: tuple[int, int]) -> npt.NDA
 
 
 def texture_energy(
-    image: Image, work_size: int, source_size: tuple[int, int] | None = None
+    image: Image,
+    work_size: int,
+    source_size: tuple[int, int] | None = None,
+    *,
+    gray: npt.NDArray[np.uint8] | None = None,
 ) -> npt.NDArray[np.float32]:
     """Blob/ripple texture energy of ``image`` on a grid whose long side is about ``work_size``.
 
@@ -325,10 +329,17 @@ def texture_energy(
     edges or scratches (tube silhouettes, rolling marks), which are strongly oriented.
     Returns a float32 ``(gh, gw)`` map (squared grey-level gradients), aspect ratio kept. The grid
     depends on the source's size only: with ``source_size`` (``image`` is a downscaled copy of a
-    source of that size) it is the grid the full-size source would get.
+    source of that size) it is the grid the full-size source would get. ``gray``: the image's
+    BT.601 luma (``cv2.COLOR_RGB2GRAY``) when the caller already has it.
     """
     h, w = source_size if source_size is not None else image.shape[:2]
-    gray8 = np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), dtype=np.uint8)
+    if gray is None:
+        gray8 = np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), dtype=np.uint8)
+    elif gray.dtype != np.uint8 or gray.shape != image.shape[:2]:
+        msg = f"gray must be the image's uint8 luma of shape {image.shape[:2]}, got {gray.dtype} {gray.shape}"
+        raise ValueError(msg)
+    else:
+        gray8 = gray
     gray = _resize_area(gray8, _downscaled_size(h, w, max(h, w) / work_size)).astype(np.float32)
     size = max(gray.shape)
     gray = np.asarray(cv2.GaussianBlur(gray, (0, 0), GRADIENT_SIGMA * size), dtype=np.float32)
@@ -645,7 +656,11 @@ def _search(
 
 
 def locate_seam(
-    image: Image, cfg: PreprocessConfig, source_size: tuple[int, int] | None = None
+    image: Image,
+    cfg: PreprocessConfig,
+    source_size: tuple[int, int] | None = None,
+    *,
+    gray: npt.NDArray[np.uint8] | None = None,
 ) -> SeamRegion | None:
     """Find the weld bead: an oriented band (centre, length along, width across, angle, score).
 
@@ -664,11 +679,12 @@ def locate_seam(
     the strip still contains the bead; the score is lowered accordingly.
 
     ``source_size`` ``(height, width)``: ``image`` is a downscaled copy of a source of that size
-    (a reduced JPEG decode); the region is then in source pixels.
+    (a reduced JPEG decode); the region is then in source pixels. ``gray``: the image's luma
+    when the caller already has it (see :func:`texture_energy`).
     """
     check_image(image)
     height, width = _source_size(image, source_size)
-    energy = texture_energy(image, cfg.work_size, (height, width))
+    energy = texture_energy(image, cfg.work_size, (height, width), gray=gray)
     if max(energy.shape) > PROJECTION_SIZE:
         k = PROJECTION_SIZE / max(energy.shape)
         size = (max(1, round(energy.shape[1] * k)), max(1, round(energy.shape[0] * k)))
@@ -887,18 +903,23 @@ def make_tiles(strip: Strip, cfg: PreprocessConfig) -> list[Tile]:
 
 
 def preprocess(
-    image: Image, cfg: PreprocessConfig, source_size: tuple[int, int] | None = None
+    image: Image,
+    cfg: PreprocessConfig,
+    source_size: tuple[int, int] | None = None,
+    *,
+    gray: npt.NDArray[np.uint8] | None = None,
 ) -> Preprocessed:
     """Locate the seam, extract the strip and cut the tiles (the one path for training and inference).
 
     When no seam is found (featureless image), the strip covers the whole image along its long axis
     and ``seam_score`` is 0, so the pipeline still runs and the quality gate routes to review.
     ``source_size`` ``(height, width)``: ``image`` is a downscaled copy of a source of that size
-    (a reduced JPEG decode); every coordinate returned is then in source pixels.
+    (a reduced JPEG decode); every coordinate returned is then in source pixels. ``gray``: the
+    image's luma when the caller already has it (see :func:`texture_energy`).
     """
     check_image(image)
     height, width = _source_size(image, source_size)
-    region = locate_seam(image, cfg, (height, width))
+    region = locate_seam(image, cfg, (height, width), gray=gray)
     if region is None:
         use = whole_image_region(height, width, 0.0)
         score = 0.0

@@ -369,3 +369,14 @@ def test_source_size_must_be_an_upscale_with_one_aspect(
     image, _ = synthetic_seam(0.0, rng, size=240)
     with pytest.raises(ValueError, match="source_size"):
         preprocess(image, CFG, source_size=source)
+
+
+def test_shared_luma_gives_the_same_seam_and_tiles() -> None:
+    from inspection.quality import luma
+
+    img, _ = synthetic_seam(30.0, np.random.default_rng(5))
+    alone, shared = preprocess(img, CFG), preprocess(img, CFG, gray=luma(img))
+    assert shared.region == alone.region
+    assert [t.image.tobytes() for t in shared.tiles] == [t.image.tobytes() for t in alone.tiles]
+    with pytest.raises(ValueError, match="uint8 luma of shape"):
+        preprocess(img, CFG, gray=luma(img)[:-1])

@@ -126,3 +126,22 @@ def test_real_photos_mostly_pass(request: pytest.FixtureRequest, fixture: str) -
     assert rate >= 0.95, [(p.name, v.reasons) for p, v in zip(files, verdicts, strict=True) if not v.ok]
     blurred = [assess_quality(_blur(read_image(p)), CFG) for p in files[:20]]
     assert all("blurred" in v.reasons for v in blurred)
+
+
+@pytest.mark.parametrize("transform", [_identity, _blur, _dark, _blown_out])
+def test_shared_luma_gives_the_same_verdict(weld: Image, transform: Callable[[Image], Image]) -> None:
+    from inspection.quality import luma
+
+    img = transform(weld)
+    alone = assess_quality(img, CFG, seam_score=0.7)
+    shared = assess_quality(img, CFG, seam_score=0.7, gray=luma(img))
+    assert shared == alone
+
+
+@pytest.mark.parametrize(
+    "gray",
+    [np.zeros((10, 10), np.uint8), np.zeros((640, 640), np.float32), np.zeros((640, 640, 3), np.uint8)],
+)
+def test_a_luma_of_the_wrong_image_is_refused(weld: Image, gray: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="uint8 luma of shape"):
+        assess_quality(weld, CFG, gray=gray)
