@@ -28,6 +28,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torchvision.models.resnet import BasicBlock
 
 from inspection.model.ordinal import NUM_THRESHOLDS
 from inspection.model.postprocess import OodStats
@@ -44,7 +45,7 @@ NUM_HEADS = 2
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-_WIDTH_ARCHS = ("mobilenet_v3_large", "tiny")
+_WIDTH_ARCHS = ("mobilenet_v3_large", "resnet18", "tiny")
 _HEATMAP_PRIOR = 0.1  # initial heatmap probability (CenterNet bias init)
 
 
@@ -102,6 +103,34 @@ def _tiny_backbone(width_mult: float) -> _Backbone:
     return _Backbone(stage8, stage16)
 
 
+def _scaled_resnet18(width_mult: float) -> _Backbone:
+    """torchvision's resnet18 (stem, layer1-3) with every width scaled by ``width_mult``: the same
+    modules, names and initialisation as the 1.0 path, ``64, 128, 256 x width_mult`` channels
+    (0.5 costs about a third of the CPU time per tile in int8; docs/performance.md)."""
+    c1, c2, c3 = (_channels(v, width_mult) for v in (64, 128, 256))
+
+    def layer(cin: int, cout: int, stride: int) -> nn.Sequential:
+        down = None
+        if stride != 1 or cin != cout:
+            down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+        return nn.Sequential(BasicBlock(cin, cout, stride, down), BasicBlock(cout, cout))
+
+    stem = (
+        nn.Conv2d(3, c1, 7, stride=2, padding=3, bias=False),
+        nn.BatchNorm2d(c1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, stride=2, padding=1),
+    )
+    backbone = _Backbone(nn.Sequential(*stem, layer(c1, c1, 1), layer(c1, c2, 2)), layer(c2, c3, 2))
+    for m in backbone.modules():  # torchvision's ResNet initialisation
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return backbone
+
+
 def _make_backbone(arch: str, width_mult: float) -> _Backbone:
     if arch == "tiny":
         return _tiny_backbone(width_mult)
@@ -111,10 +140,12 @@ def _make_backbone(arch: str, width_mult: float) -> _Backbone:
     if arch == "efficientnet_b0":
         enet = torchvision.models.efficientnet_b0(weights=None)
         return _Backbone(enet.features[:4], enet.features[4:6])  # 40 ch @ /8, 112 ch @ /16
-    if arch == "resnet18":
+    if arch == "resnet18" and width_mult == 1.0:
         rnet = torchvision.models.resnet18(weights=None)
         stage8 = nn.Sequential(rnet.conv1, rnet.bn1, rnet.relu, rnet.maxpool, rnet.layer1, rnet.layer2)
         return _Backbone(stage8, rnet.layer3)  # 128 ch @ /8, 256 ch @ /16
+    if arch == "resnet18":
+        return _scaled_resnet18(width_mult)
     msg = f"Unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}"
     raise ValueError(msg)
 
@@ -245,8 +276,8 @@ _HEAD_SIZES = {  # arch -> (neck channels, expand channels) at width_mult 1.0
 def build_model(arch: str, *, width_mult: float = 1.0, embed_dim: int = 128) -> GraderNet:
     """A randomly initialised :class:`GraderNet` (torchvision backbones use ``weights=None``).
 
-    ``width_mult`` scales the channels of ``mobilenet_v3_large`` and ``tiny`` (and their heads);
-    the other architectures only accept 1.0. Raises ValueError naming the valid choices.
+    ``width_mult`` scales the channels of ``mobilenet_v3_large``, ``resnet18`` and ``tiny`` (and
+    their heads); ``efficientnet_b0`` only accepts 1.0. Raises ValueError naming the valid choices.
     """
     if arch not in ARCHITECTURES:
         msg = f"Unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}"

@@ -38,7 +38,7 @@ def test_every_arch_returns_documented_shapes(arch: str) -> None:
     ("arch", "kwargs", "needle"),
     [
         ("vgg16", {}, "available: mobilenet_v3_large, resnet18, efficientnet_b0, tiny"),
-        ("resnet18", {"width_mult": 0.5}, "only 1.0"),
+        ("efficientnet_b0", {"width_mult": 0.5}, "only 1.0"),
         ("tiny", {"width_mult": 0.0}, "width_mult"),
         ("tiny", {"embed_dim": 2}, "embed_dim"),
     ],
@@ -48,11 +48,25 @@ def test_build_model_rejects_bad_arguments(arch: str, kwargs: dict[str, float], 
         build_model(arch, **kwargs)  # type: ignore[arg-type]
 
 
-def test_width_mult_shrinks_mobilenet() -> None:
+@pytest.mark.parametrize("arch", ["mobilenet_v3_large", "resnet18"])
+def test_width_mult_shrinks_the_network(arch: str) -> None:
     def n_params(w: float) -> int:
-        return sum(p.numel() for p in build_model("mobilenet_v3_large", width_mult=w).parameters())
+        return sum(p.numel() for p in build_model(arch, width_mult=w).parameters())
 
     assert n_params(0.5) < n_params(0.75) < n_params(1.0)
+
+
+def test_scaled_resnet18_keeps_the_layout_of_the_full_width_one() -> None:
+    """Same parameter names (artifacts, pretrained backbones and the ONNX export rely on them),
+    every conv width scaled, and the stride-8 / stride-16 channel counts the heads are built on."""
+    from inspection.model.net import backbone_channels
+
+    full, half = build_model("resnet18").state_dict(), build_model("resnet18", width_mult=0.5).state_dict()
+    assert full.keys() == half.keys()
+    for name, tensor in full.items():
+        if name.startswith("backbone.") and name.endswith("conv1.weight"):
+            assert half[name].shape[0] * 2 == tensor.shape[0], name
+    assert backbone_channels(build_model("resnet18", width_mult=0.5).backbone) == (64, 128)
 
 
 def test_tiny_model_trains_one_step() -> None:
