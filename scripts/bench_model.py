@@ -217,7 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--random-arch", default=None, help="end-to-end on a random artifact of this arch")
     parser.add_argument("--random-width", type=float, default=1.0)
     parser.add_argument("--samples", type=Path, default=REPO / "data" / "samples")
-    parser.add_argument("--backends", nargs="+", default=["torch", "onnx"], choices=("torch", "onnx"))
+    parser.add_argument(
+        "--backends", nargs="+", default=["torch", "onnx"], choices=("torch", "onnx", "onnx-int8")
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
