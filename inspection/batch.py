@@ -616,9 +616,9 @@ def prefetch_threads(cpus: int | None = None) -> int:
 
 def model_threads(workers: int, cpus: int | None = None) -> int:
     """Model (onnxruntime / torch) threads that leave one core to the preparation: with
-    ``workers`` = 0 the prefetch thread needs about one core, with N worker processes N cores.
-    Measured on 2 cores: 1 model thread + the prefetch thread beat 2 model threads by ~15 %
-    (both spin for the same cores otherwise; docs/performance.md)."""
+    ``workers`` = 0 the prefetch threads (:func:`prefetch_threads`) need about one core, with N
+    worker processes N cores. Measured on 2 cores: 1 model thread + the prefetch thread beat 2
+    model threads by ~15 % (both spin for the same cores otherwise; docs/performance.md)."""
     n = cpus if cpus is not None else (os.cpu_count() or 1)
     return max(1, n - max(1, workers))
 

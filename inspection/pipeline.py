@@ -4,7 +4,7 @@ Batch scoring, the evidence ledger, recommendations and the station service all 
 The work is split in two stages so callers can parallelise the first:
 
 * :func:`inspection.prepare.prepare` (pure CPU, no model, picklable in and out, no torch import):
-  decode, quality gate, seam localisation and tiles. Batch scoring runs it in a prefetch thread
+  decode, quality gate, seam localisation and tiles. Batch scoring runs it in prefetch threads
   or in worker processes.
 * :meth:`Inspector.finish` (the model): batched inference over the prepared tiles, grade decisions,
   findings in source pixels (and mm), standards verdicts, review routing.

@@ -10,7 +10,7 @@ one) and nothing else; the ratio end-to-end / floor is the figure of issue 6. Th
 decodes JPEGs at a reduced scale where nothing it uses is lost (``IngestConfig.reduced_decode``),
 so a second floor, read + decode at the pipeline's scale, is printed too: the ratio to that one
 is the share of the time the pipeline spends on decoding it cannot avoid. With ``--workers 0`` the
-end-to-end run uses every core (a prefetch thread next to the model) while the floor above uses
+end-to-end run uses every core (prefetch threads next to the model) while the floor above uses
 one process; the third floor decodes full size with one thread per core, for comparison.
 
 A shared 2-core machine drifts by 10-30 % within a minute, so the floor and the end-to-end run

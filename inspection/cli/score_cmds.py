@@ -38,11 +38,14 @@ def score_cmd(
     workers: int = typer.Option(
         0,
         "--workers",
-        help="Decode/preprocess processes (0: one prefetch thread, fastest on small machines; "
+        help="Decode/preprocess processes (0: prefetch threads in this process, fastest on small machines; "
         "-1: one per CPU core).",
     ),
     threads: int = typer.Option(
-        0, "--threads", help="Model threads (0: the CPU cores left over by the prefetch thread or workers)."
+        0,
+        "--threads",
+        help="Model threads (0: the cores left over by the preparation: one for the prefetch threads, "
+        "N for N workers).",
     ),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per model batch and per fsync."),
     ledger: str | None = typer.Option(
