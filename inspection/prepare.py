@@ -19,8 +19,8 @@ import numpy as np
 from inspection.config import IngestConfig, PreprocessConfig, QualityConfig
 from inspection.ingest import Decoded, decode_reduced, image_sha256, read_image_bytes
 from inspection.preprocess import Preprocessed, preprocess
-from inspection.quality import assess_quality, luma
-from inspection.types import Image, InspectionContext, QualityVerdict, check_image
+from inspection.quality import assess_quality
+from inspection.types import Image, InspectionContext, QualityVerdict, check_image, luma
 
 ImageInput = Image | bytes | Path | str
 """What ``inspect`` accepts: an RGB array (the contract), encoded bytes, or a file path."""

@@ -36,7 +36,7 @@ import numpy.typing as npt
 from scipy import sparse
 
 from inspection.config import PreprocessConfig
-from inspection.types import Box, Image, SeamRegion, check_image
+from inspection.types import Box, Image, SeamRegion, check_image, check_luma, luma
 
 logger = logging.getLogger(__name__)
 
@@ -329,17 +329,11 @@ def texture_energy(
     edges or scratches (tube silhouettes, rolling marks), which are strongly oriented.
     Returns a float32 ``(gh, gw)`` map (squared grey-level gradients), aspect ratio kept. The grid
     depends on the source's size only: with ``source_size`` (``image`` is a downscaled copy of a
-    source of that size) it is the grid the full-size source would get. ``gray``: the image's
-    BT.601 luma (``cv2.COLOR_RGB2GRAY``) when the caller already has it.
+    source of that size) it is the grid the full-size source would get. ``gray``:
+    :func:`inspection.types.luma` of ``image`` when the caller already has it.
     """
     h, w = source_size if source_size is not None else image.shape[:2]
-    if gray is None:
-        gray8 = np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), dtype=np.uint8)
-    elif gray.dtype != np.uint8 or gray.shape != image.shape[:2]:
-        msg = f"gray must be the image's uint8 luma of shape {image.shape[:2]}, got {gray.dtype} {gray.shape}"
-        raise ValueError(msg)
-    else:
-        gray8 = gray
+    gray8 = luma(image) if gray is None else check_luma(gray, image)
     gray = _resize_area(gray8, _downscaled_size(h, w, max(h, w) / work_size)).astype(np.float32)
     size = max(gray.shape)
     gray = np.asarray(cv2.GaussianBlur(gray, (0, 0), GRADIENT_SIGMA * size), dtype=np.float32)
@@ -412,8 +406,8 @@ def _projection_geometry(gh: int, gw: int, height: int, width: int, angles: tupl
         valid_den=np.maximum(valid.sum(axis=1), 1).astype(np.float64),
         stats=stats,
     )
-    for part in (geo, stats):
-        for arr in vars(part).values() if part is not None else ():
+    for part in (geo, stats) if stats is not None else (geo,):
+        for arr in vars(part).values():
             if isinstance(arr, np.ndarray):
                 arr.setflags(write=False)
     return geo

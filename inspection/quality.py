@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from inspection.config import QualityConfig
-from inspection.types import Image, QualityVerdict, check_image
+from inspection.types import Image, QualityVerdict, check_image, check_luma, luma
 
 DARK_LEVEL = 5
 """Grey levels <= this count as clipped dark."""
@@ -49,19 +49,12 @@ REASONS: tuple[str, ...] = ("blurred", "underexposed", "overexposed", "no_seam")
 """Every reason code :func:`assess_quality` may give, in the order it reports them."""
 
 
-def luma(image: Image) -> np.ndarray:
-    """The BT.601 grey levels ``(H, W)`` uint8 of an RGB image (what the quality gate and the seam
-    localiser both start from; :func:`inspection.prepare.prepare` converts once for both)."""
-    check_image(image)
-    return np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), dtype=np.uint8)
-
-
 def work_gray(image: Image, work_size: int, gray: np.ndarray | None = None) -> np.ndarray:
     """Grayscale float32 copy ``(h, w)`` of ``image``, shrunk (never enlarged) to long side ``work_size``.
 
-    ``gray``: ``luma(image)`` when the caller already has it."""
+    ``gray``: :func:`inspection.types.luma` of ``image`` when the caller already has it."""
     check_image(image)
-    gray = luma(image) if gray is None else _check_gray(gray, image)
+    gray = luma(image) if gray is None else check_luma(gray, image)
     h, w = gray.shape
     scale = work_size / max(h, w)
     if scale < 1.0:  # only ever shrink: upscaling would blur small images
@@ -70,18 +63,10 @@ def work_gray(image: Image, work_size: int, gray: np.ndarray | None = None) -> n
     return gray.astype(np.float32)
 
 
-def _check_gray(gray: np.ndarray, image: Image) -> np.ndarray:
-    if not isinstance(gray, np.ndarray) or gray.dtype != np.uint8 or gray.shape != image.shape[:2]:
-        got = f"{gray.dtype} {gray.shape}" if isinstance(gray, np.ndarray) else type(gray).__name__
-        msg = f"gray must be the image's uint8 luma of shape {image.shape[:2]}, got {got}"
-        raise ValueError(msg)
-    return gray
-
-
 def measure(image: Image, cfg: QualityConfig, gray: np.ndarray | None = None) -> dict[str, float]:
     """The quality measures of ``image`` (see the module docstring for their definitions).
 
-    ``gray``: ``luma(image)`` when the caller already has it."""
+    ``gray``: :func:`inspection.types.luma` of ``image`` when the caller already has it."""
     g = work_gray(image, cfg.work_size, gray)
     lap = cv2.Laplacian(g, cv2.CV_32F, ksize=1)
     return {
@@ -98,7 +83,7 @@ def assess_quality(
     """Decide whether ``image`` (RGB uint8 ``(H, W, 3)``) is fit for grading. Pure; no mutation.
 
     ``seam_score`` in [0, 1] is the seam localiser's confidence (omit it to skip the seam check);
-    ``gray``: ``luma(image)`` when the caller already has it.
+    ``gray``: :func:`inspection.types.luma` of ``image`` when the caller already has it.
     Returns a :class:`QualityVerdict` whose ``reasons`` are in :data:`REASONS` order and whose
     ``measures`` hold every value a reason was decided on.
     """

@@ -79,6 +79,24 @@ def check_image(image: Any, name: str = "image") -> Image:
     return image
 
 
+def luma(image: Image) -> npt.NDArray[np.uint8]:
+    """The BT.601 grey levels ``(H, W)`` uint8 of an RGB ``image`` (``cv2.COLOR_RGB2GRAY``): what the
+    seam localiser and the quality gate both start from, so a caller can convert once for both."""
+    import cv2  # here, not at the top: most users of this module never touch pixels
+
+    return np.asarray(cv2.cvtColor(check_image(image), cv2.COLOR_RGB2GRAY), dtype=np.uint8)
+
+
+def check_luma(gray: Any, image: Image) -> npt.NDArray[np.uint8]:
+    """Return ``gray`` if it can be :func:`luma` of ``image`` (uint8, the image's height and width),
+    else raise :class:`ImageContractError`."""
+    if not isinstance(gray, np.ndarray) or gray.dtype != np.uint8 or gray.shape != image.shape[:2]:
+        got = f"{gray.dtype} {gray.shape}" if isinstance(gray, np.ndarray) else type(gray).__name__
+        msg = f"gray must be the image's uint8 luma of shape {image.shape[:2]}, got {got}"
+        raise ImageContractError(msg)
+    return gray
+
+
 @dataclass(frozen=True)
 class Box:
     """An axis-aligned labelled box in image pixels (x0 <= x1, y0 <= y1)."""

@@ -372,7 +372,7 @@ def test_source_size_must_be_an_upscale_with_one_aspect(
 
 
 def test_shared_luma_gives_the_same_seam_and_tiles() -> None:
-    from inspection.quality import luma
+    from inspection.types import luma
 
     img, _ = synthetic_seam(30.0, np.random.default_rng(5))
     alone, shared = preprocess(img, CFG), preprocess(img, CFG, gray=luma(img))

@@ -130,7 +130,7 @@ def test_real_photos_mostly_pass(request: pytest.FixtureRequest, fixture: str) -
 
 @pytest.mark.parametrize("transform", [_identity, _blur, _dark, _blown_out])
 def test_shared_luma_gives_the_same_verdict(weld: Image, transform: Callable[[Image], Image]) -> None:
-    from inspection.quality import luma
+    from inspection.types import luma
 
     img = transform(weld)
     alone = assess_quality(img, CFG, seam_score=0.7)

@@ -167,7 +167,9 @@ def decode_peaks(
     return peaks
 
 
-def _check_probs(probs: FloatArray, name: str) -> npt.NDArray[np.float64]:
+def check_probs(probs: FloatArray, name: str = "probs") -> npt.NDArray[np.float64]:
+    """``probs`` ``(..., 4)`` as float64 clipped to [0, 1], after checking that they are finite,
+    non-negative and that every row sums to 1 (ValueError naming ``name`` otherwise)."""
     p = np.asarray(probs, dtype=np.float64)
     if p.shape[-1:] != (GRADE_LEVELS,):
         msg = f"{name} must have shape (..., {GRADE_LEVELS}), got {p.shape}"
@@ -181,12 +183,6 @@ def _check_probs(probs: FloatArray, name: str) -> npt.NDArray[np.float64]:
     return np.clip(p, 0.0, 1.0)
 
 
-def check_probs(probs: FloatArray, name: str = "probs") -> npt.NDArray[np.float64]:
-    """``probs`` ``(..., 4)`` as float64 clipped to [0, 1], after checking that they are finite,
-    non-negative and that every row sums to 1 (ValueError naming ``name`` otherwise)."""
-    return _check_probs(probs, name)
-
-
 def combine_tile_probs(probs: FloatArray, *, checked: bool = False) -> npt.NDArray[np.float64]:
     """One image-level distribution ``(4,)`` from per-tile distributions ``(T, 4)``, ``T >= 1``.
 
@@ -194,7 +190,7 @@ def combine_tile_probs(probs: FloatArray, *, checked: bool = False) -> npt.NDArr
     (k = 1..3) are combined by their maximum over tiles and turned back into class probabilities.
     ``checked``: ``probs`` came from :func:`check_probs` (a batch checks all its tiles at once).
     """
-    p = np.asarray(probs, dtype=np.float64) if checked else _check_probs(probs, "tile probabilities")
+    p = np.asarray(probs, dtype=np.float64) if checked else check_probs(probs, "tile probabilities")
     if p.ndim != 2 or p.shape[0] < 1:
         msg = f"tile probabilities must have shape (T, {GRADE_LEVELS}) with T >= 1, got {p.shape}"
         raise ValueError(msg)
@@ -213,7 +209,7 @@ def decide(probs: FloatArray, rule: AbstainRule) -> tuple[HeadResult, bool]:
     ``rule.min_confidence`` or when the grade is 0 while ``P(grade >= 1) >
     rule.max_p_defect_for_zero``.
     """
-    return _decide(_check_probs(probs, "probs"), rule)
+    return _decide(check_probs(probs, "probs"), rule)
 
 
 def decide_tiles(
