@@ -1,3 +1,3 @@
 """Weld-seam inspection: porosity and spatter grading with evidence and advice."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -40,7 +40,7 @@ class IngestConfig(_Section):
 class QualityConfig(_Section):
     """Quality gate thresholds (measured on a grayscale copy, long side resized to ``work_size``)."""
 
-    # Calibrated on the 1448 real photos in ../shared/data (98.8 % pass; see inspection/quality.py).
+    # Calibrated on the 1448 real photos in ../shared/data (98.8 % pass; see inspection/image/quality.py).
     work_size: int = Field(320, ge=64)
     blur_min_sharpness: float = Field(12.0, ge=0)
     dark_max_mean: float = Field(30.0, ge=0, le=255)

@@ -3,7 +3,7 @@
 Batch scoring, the evidence ledger, recommendations and the station service all go through here.
 The work is split in two stages so callers can parallelise the first:
 
-* :func:`inspection.prepare.prepare` (pure CPU, no model, picklable in and out, no torch import):
+* :func:`inspection.image.prepare.prepare` (pure CPU, no model, picklable in and out, no torch import):
   decode, quality gate, seam localisation and tiles. Batch scoring runs it in prefetch threads
   or in worker processes.
 * :meth:`Inspector.finish` (the model): batched inference over the prepared tiles, grade decisions,
@@ -25,13 +25,13 @@ import numpy as np
 import numpy.typing as npt
 
 from inspection.config import AppConfig
-from inspection.ingest import IngestError
+from inspection.image.ingest import IngestError
+from inspection.image.prepare import ImageInput, PrepareConfig, Prepared, elapsed_ms, prepare
+from inspection.image.preprocess import tile_to_source
+from inspection.model.agreement import BackendAgreement, agreement
 from inspection.model.artifact import CONFIG_FILE, default_model_dir, sha256_file
 from inspection.model.postprocess import check_probs, decide_tiles, decode_peaks
-from inspection.model.quantize import BackendAgreement, agreement
 from inspection.model.runtime import Grader, RawPrediction
-from inspection.prepare import ImageInput, PrepareConfig, Prepared, elapsed_ms, prepare
-from inspection.preprocess import tile_to_source
 from inspection.recommend import RuleStats, recommend
 from inspection.standards import assess as assess_standards
 from inspection.types import (
@@ -57,7 +57,7 @@ def auto_backend(directory: Path) -> str:
     """The fastest backend the artifact ships: ``onnx-int8`` (``model.int8.onnx``), else ``onnx``
     (``model.onnx``), else ``torch``. int8 agrees with float32 on ~99 % of real photos' grades
     (measured, see the model card); pass ``torch`` for the reference numbers."""
-    from inspection.model.quantize import INT8_FILE
+    from inspection.model.files import INT8_FILE
 
     if (directory / INT8_FILE).is_file():
         return "onnx-int8"
@@ -319,7 +319,7 @@ def recommendation_for(
     and the current parameters); None otherwise. A context the expert database cannot use gives
     ``{"status": "unavailable", "message": ...}`` instead of failing the inspection.
 
-    ``rule_stats`` (per-rule outcome records, e.g. :func:`inspection.tracking.rule_success` of the
+    ``rule_stats`` (per-rule outcome records, e.g. :func:`inspection.recommend.tracking.rule_success` of the
     store) ranks rules with a poor record lower; callers with a store pass it, the engine stays pure.
     """
     ctx = result.context

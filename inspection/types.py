@@ -4,7 +4,7 @@ Image contract (stated once, here):
     An ``Image`` is a numpy array of dtype ``uint8``, shape ``(H, W, 3)``, channel order **RGB**,
     C-contiguous, with H >= 1 and W >= 1. Pixel coordinates are ``(x, y)`` with x to the right and
     y down, origin at the top-left pixel's top-left corner. Boxes are ``(x0, y0, x1, y1)`` in that
-    frame. Every decoder (``inspection.ingest``) returns this contract and every consumer may
+    frame. Every decoder (``inspection.image.ingest``) returns this contract and every consumer may
     assume it; :func:`check_image` enforces it.
 
 This module imports nothing from the rest of the package (it is the bottom layer).

@@ -114,7 +114,7 @@ def bench_forward(
 
 def _load_sample_images(samples: Path, limit: int) -> tuple[list[npt.NDArray[np.uint8]], str]:
     """Up to ``limit`` decoded photos from ``samples`` (synthetic ones when there are none) and a note."""
-    from inspection.ingest import read_image
+    from inspection.image.ingest import read_image
 
     found = (
         sorted(p for p in samples.rglob("*") if p.suffix.lower() in IMAGE_EXTS) if samples.is_dir() else []
@@ -123,7 +123,7 @@ def _load_sample_images(samples: Path, limit: int) -> tuple[list[npt.NDArray[np.
     if images:
         h, w = images[0].shape[:2]
         return images, f"{len(images)} photos from {samples} (first is {w}x{h})"
-    from inspection.synth import generate_weld
+    from inspection.data.synth import generate_weld
 
     log.warning("no images in %s; generating %d synthetic 800x800 ones", samples, limit)
     rng = np.random.default_rng(0)
@@ -131,7 +131,7 @@ def _load_sample_images(samples: Path, limit: int) -> tuple[list[npt.NDArray[np.
         generate_weld(rng, n_pores=int(rng.integers(0, 5)), n_spatter=int(rng.integers(0, 10)))
         for _ in range(limit)
     ]
-    return [w.image for w in welds], f"{limit} synthetic 800x800 photos (inspection.synth)"
+    return [w.image for w in welds], f"{limit} synthetic 800x800 photos (inspection.data.synth)"
 
 
 def bench_end_to_end(
@@ -145,8 +145,8 @@ def bench_end_to_end(
     """Markdown rows of images/s per batch size: preprocessing alone, each backend's ``predict``
     alone (on the stacked tiles) and both together (the end-to-end figure)."""
     from inspection.config import PreprocessConfig
+    from inspection.image.preprocess import preprocess
     from inspection.model.runtime import Grader
-    from inspection.preprocess import preprocess
 
     images, note = _load_sample_images(samples, max(batches))
     print(f"<!-- images: {note} -->")

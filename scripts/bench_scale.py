@@ -44,7 +44,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-    from inspection.scale.bench import bench_model_dir, make_images, run_point, stage_costs
+    from inspection.batch.scale.bench import bench_model_dir, make_images, run_point, stage_costs
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     model_dir, model_desc = (args.model, str(args.model)) if args.model else bench_model_dir(args.workdir)

@@ -5,7 +5,7 @@
 
 DIR holds the images (800 x 800 JPEGs); without DIR, N synthetic 800 x 800 seam photos are
 generated into a temporary folder first. The decode-only floor reads and decodes the same files
-at full resolution (``inspection.ingest.read_image``) with the same number of processes (at least
+at full resolution (``inspection.image.ingest.read_image``) with the same number of processes (at least
 one) and nothing else; the ratio end-to-end / floor is the figure of issue 6. The pipeline itself
 decodes JPEGs at a reduced scale where nothing it uses is lost (``IngestConfig.reduced_decode``),
 so a second floor, read + decode at the pipeline's scale, is printed too: the ratio to that one
@@ -33,13 +33,13 @@ from pathlib import Path
 
 
 def _decode(path: Path) -> int:
-    from inspection.ingest import read_image
+    from inspection.image.ingest import read_image
 
     return int(read_image(path).shape[0])
 
 
 def _decode_reduced(path: Path, min_short: int, min_long: int) -> int:
-    from inspection.ingest import decode_reduced, read_image_bytes
+    from inspection.image.ingest import decode_reduced, read_image_bytes
 
     data = read_image_bytes(path)
     return int(decode_reduced(data, str(path), min_short=min_short, min_long=min_long).image.shape[0])
@@ -61,7 +61,7 @@ def make_images(out: Path, n: int) -> list[Path]:
     import cv2
     import numpy as np
 
-    from inspection.synth import generate_weld
+    from inspection.data.synth import generate_weld
 
     rng = np.random.default_rng(0)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,9 +93,9 @@ def main() -> int:
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
 
-    from inspection.batch import expand_inputs, model_threads, prefetch_threads, score
+    from inspection.batch.runner import expand_inputs, model_threads, prefetch_threads, score
+    from inspection.image.prepare import analysis_min_size
     from inspection.pipeline import Inspector
-    from inspection.prepare import analysis_min_size
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.dir or Path(tmp) / "images"

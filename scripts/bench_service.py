@@ -4,7 +4,7 @@
 
 Starts ``weldinspect serve`` (uvicorn) in a subprocess on a free port with a fresh SQLite store in a
 temporary directory, creates a station key, uploads synthetic 800 x 800 JPEGs
-(``inspection.synth.generate_weld``) with httpx from a thread pool, each with its own
+(``inspection.data.synth.generate_weld``) with httpx from a thread pool, each with its own
 Idempotency-Key, and reports p50/p99 latency and throughput per concurrency. Afterwards it resends
 some requests with their keys (must replay, 200) and checks that the store holds exactly one record
 per successful upload (no lost or duplicated records) and that the evidence chain verifies.
@@ -35,11 +35,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from inspection.data.synth import generate_weld  # noqa: E402
 from inspection.evidence.keys import init_key  # noqa: E402
 from inspection.evidence.verify import verify_store  # noqa: E402
 from inspection.service.auth import add_key  # noqa: E402
 from inspection.store import Page, Store  # noqa: E402
-from inspection.synth import generate_weld  # noqa: E402
 
 log = logging.getLogger("bench_service")
 

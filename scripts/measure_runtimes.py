@@ -58,7 +58,7 @@ def main() -> int:
 
     from inspection.config import AppConfig
     from inspection.model.artifact import default_model_dir
-    from inspection.model.quantize import INT8_FILE, read_calibration
+    from inspection.model.files import INT8_FILE, read_calibration
     from inspection.pipeline import Inspector, compare_inspectors, compare_pairs
     from inspection.train.card import RUNTIME_FILE, runtime_section, with_runtime_section
 

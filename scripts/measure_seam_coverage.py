@@ -1,6 +1,6 @@
 """Measure how well the seam strip covers annotated pores on the real photos.
 
-For every photo in ``weld-porosity`` the seam strip (``inspection.preprocess.preprocess``) is
+For every photo in ``weld-porosity`` the seam strip (``inspection.image.preprocess.preprocess``) is
 computed and each ``Surface_pores`` box is tested: it counts as inside when at least
 ``--min-inside`` (default 0.9) of its area lies inside the cropped region (``Strip.region``, the
 oriented band + margin, clamped to the image). A photo is covered when all its pore boxes are
@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from inspection.config import PreprocessConfig, QualityConfig
-from inspection.preprocess import Preprocessed, box_inside_fraction, preprocess
+from inspection.image.preprocess import Preprocessed, box_inside_fraction, preprocess
 from inspection.types import Box, Image, SeamRegion
 
 logger = logging.getLogger("measure_seam_coverage")

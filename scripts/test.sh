@@ -2,7 +2,7 @@
 # The project's test command (called by `make test` and .ci/run).
 # 1. makes sure the services the tests talk to are up on loopback (PostgreSQL), installing and
 #    starting them when missing, or says loudly that their tests will be skipped;
-# 2. lints (ruff, mypy); 3. runs pytest. pytest's exit code 5 (no tests collected) is a failure.
+# 2. lints (ruff, mypy, import-linter); 3. runs pytest. pytest's exit code 5 (no tests collected) is a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -61,6 +61,8 @@ log "ruff"
 ruff check inspection scripts tests || exit 1
 log "mypy"
 mypy inspection || exit 1
+log "import-linter (layers, torch-free paths, no cycles: pyproject.toml [tool.importlinter])"
+lint-imports || exit 1
 
 log "pytest"
 python -m pytest "$@"

@@ -82,7 +82,7 @@ def test_group_help_lists_its_subcommands(group: str) -> None:
 
 
 def test_usage_error_kind_matches_typed_errors_and_subclasses() -> None:
-    from inspection.batch import UsageError
+    from inspection.batch.runner import UsageError
     from inspection.model.artifact import ArtifactError
 
     class NarrowArtifactError(ArtifactError):
@@ -101,7 +101,7 @@ def test_usage_error_kind_matches_typed_errors_and_subclasses() -> None:
 
 @pytest.fixture(scope="module")
 def seam_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from inspection.synth import generate_weld
+    from inspection.data.synth import generate_weld
 
     weld = generate_weld(np.random.default_rng(5), width=240, height=160, n_pores=1, n_spatter=1)
     path = tmp_path_factory.mktemp("cli") / "seam.png"

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from inspection.cli import app
-from inspection.synth import generate_weld
+from inspection.data.synth import generate_weld
 
 runner = CliRunner()
 
@@ -47,7 +47,7 @@ def _inspect(model: Path, *args: str | Path) -> tuple[int, str, str]:
 
 def _assert_overlay_fits(drawn: np.ndarray, width: int, height: int) -> None:
     """The overlay is the photo at full size (pixel for pixel, so findings line up) under a dark
-    header band with the grades (see :func:`inspection.overlay.draw_overlay`)."""
+    header band with the grades (see :func:`inspection.image.overlay.draw_overlay`)."""
     assert drawn.ndim == 3 and drawn.shape[2] == 3
     band = drawn.shape[0] - height
     assert drawn.shape[1] == width

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+from inspection.data.synth import generate_weld
 from inspection.pipeline import Inspector, prepare
-from inspection.synth import generate_weld
 from inspection.types import Defect, InspectionContext, InspectionResult
 from tests.helpers.artifacts import make_tiny_artifact
 
@@ -139,7 +139,7 @@ def test_heatmaps_are_in_source_pixels(inspector: Inspector, weld_image: np.ndar
 
 
 def test_prepare_does_not_mutate_and_names_bad_bytes(inspector: Inspector, weld_image: np.ndarray) -> None:
-    from inspection.ingest import IngestError
+    from inspection.image.ingest import IngestError
 
     before = weld_image.copy()
     prepare(weld_image, inspector.prepare_config)
@@ -174,7 +174,7 @@ def test_auto_backend_prefers_shipped_onnx(tmp_path: Path, weld_image: np.ndarra
 
 def test_jpeg_is_prepared_at_reduced_scale_with_source_geometry(tiny_model_dir: Path) -> None:
     from inspection.config import AppConfig
-    from inspection.prepare import analysis_min_size
+    from inspection.image.prepare import analysis_min_size
 
     weld = generate_weld(np.random.default_rng(3), width=1280, height=960, n_pores=3, n_spatter=5).image
     data = _jpeg(weld)
@@ -200,7 +200,7 @@ def test_jpeg_is_prepared_at_reduced_scale_with_source_geometry(tiny_model_dir: 
 
 
 def test_analysis_min_size_follows_the_configs(inspector: Inspector) -> None:
-    from inspection.prepare import PrepareConfig, analysis_min_size
+    from inspection.image.prepare import PrepareConfig, analysis_min_size
 
     cfg = inspector.prepare_config
     short, long = analysis_min_size(cfg)

@@ -79,7 +79,7 @@ USAGE_ERRORS: frozenset[tuple[str, str]] = frozenset(
     {
         ("inspection.model.artifact", "ArtifactError"),
         ("inspection.config", "ConfigError"),
-        ("inspection.batch", "UsageError"),
+        ("inspection.batch.runner", "UsageError"),
         ("inspection.evidence.keys", "KeyFileError"),
         ("inspection.train.cache", "DataMissingError"),
         ("inspection.train.final", "CalibrationMissingError"),

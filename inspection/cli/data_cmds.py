@@ -186,7 +186,7 @@ def groups_cmd(
 
     from inspection.data.groups import adjusted_rand_index, contact_sheet, group_images, orb_features
     from inspection.data.manifest import write_manifest
-    from inspection.ingest import IngestError, read_image
+    from inspection.image.ingest import IngestError, read_image
 
     if not directory.is_dir():
         raise _fail("groups", f"{directory} is not a folder")
@@ -354,8 +354,8 @@ def spatter_sheet_cmd(
     from inspection.config import PreprocessConfig
     from inspection.data.manifest import read_manifest
     from inspection.data.spatter import composite_spatter, sample_spatter_count
-    from inspection.ingest import read_image
-    from inspection.preprocess import extract_strip, locate_seam, whole_image_region
+    from inspection.image.ingest import read_image
+    from inspection.image.preprocess import extract_strip, locate_seam, whole_image_region
 
     if not 1 <= n <= 8 or droplets < 0 or bead_mm <= 0 or crop < 64:
         raise _fail("spatter-sheet", "need 1 <= --n <= 8, --droplets >= 0, --bead-mm > 0, --crop >= 64")

@@ -195,10 +195,11 @@ def evidence_head(db: str | None = _DB, config: Path | None = _CONFIG, home: Pat
 
 
 def _overlay_fn() -> OverlayFn | None:
-    """decode + :func:`inspection.overlay.draw_overlay` + PNG, or None when those modules are missing."""
+    """decode + :func:`inspection.image.overlay.draw_overlay` + PNG, or None when those modules are
+    missing."""
     try:
-        from inspection.ingest import decode_image
-        from inspection.overlay import draw_overlay
+        from inspection.image.ingest import decode_image
+        from inspection.image.overlay import draw_overlay
     except ImportError:
         return None
     import io

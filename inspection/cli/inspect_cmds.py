@@ -49,7 +49,7 @@ def inspect_cmd(
     ),
 ) -> None:
     """Inspect one image and print the result as JSON (grades, findings, standards, advice)."""
-    from inspection.ingest import IngestError
+    from inspection.image.ingest import IngestError
     from inspection.model.artifact import ArtifactError
     from inspection.pipeline import Inspector, recommendation_for
 
@@ -77,8 +77,8 @@ def inspect_cmd(
     if overlay is not None:
         import cv2
 
-        from inspection.ingest import read_image
-        from inspection.overlay import draw_overlay
+        from inspection.image.ingest import read_image
+        from inspection.image.overlay import draw_overlay
 
         drawn = draw_overlay(read_image(image), detailed.result, detailed.heatmaps)
         overlay.parent.mkdir(parents=True, exist_ok=True)

@@ -35,8 +35,7 @@ def model_info(
     import json
 
     from inspection.model.artifact import ArtifactError, read_artifact_meta
-    from inspection.model.onnx import ONNX_FILE, onnx_export_status
-    from inspection.model.quantize import INT8_FILE
+    from inspection.model.files import INT8_FILE, ONNX_FILE, onnx_export_status
 
     directory = _model_dir_or_exit(directory, "info")
     try:
@@ -91,8 +90,9 @@ def model_export_onnx(
     check: bool = typer.Option(True, "--check/--no-check", help="Compare onnxruntime with torch afterwards."),
 ) -> None:
     """Export an artifact's network to ONNX (opset 17, dynamic batch) for the onnxruntime backend."""
+    from inspection.model.agreement import check_onnx_agreement
     from inspection.model.artifact import ArtifactError
-    from inspection.model.onnx import check_onnx_agreement, export_onnx
+    from inspection.model.onnx import export_onnx
 
     directory = _model_dir_or_exit(directory, "export-onnx")
     try:
@@ -116,8 +116,8 @@ def _calibration_tiles(
     exactly as the pipeline does, plus the folder names and the photos used (every k-th file)."""
     import numpy as np
 
-    from inspection.batch import UsageError, expand_inputs
-    from inspection.ingest import IngestError
+    from inspection.batch.runner import UsageError, expand_inputs
+    from inspection.image.ingest import IngestError
     from inspection.pipeline import Inspector, prepare
 
     try:
@@ -173,7 +173,7 @@ def model_quantize(
         raise typer.Exit(code=2) from exc
     typer.echo(f"wrote {path} ({len(tiles)} calibration tiles from {len(used)} photos)")
     if check:
-        from inspection.batch import expand_inputs
+        from inspection.batch.runner import expand_inputs
         from inspection.pipeline import Inspector, compare_inspectors
 
         items = expand_inputs(check, recursive=True, glob="*.jpg")

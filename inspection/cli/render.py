@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from inspection.batch import ScoreSummary
+from inspection.batch.runner import ScoreSummary
 
 
 def summary_table(summary: ScoreSummary, out: Path) -> Table:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from inspection.batch import RecordHook, ScoreItem, ScoreSummary
+    from inspection.batch.runner import RecordHook, ScoreItem, ScoreSummary
     from inspection.pipeline import Inspector
 
 
@@ -82,7 +82,7 @@ def score_cmd(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from inspection.batch import (
+    from inspection.batch.runner import (
         UsageError,
         attach_contexts,
         expand_inputs,
@@ -122,7 +122,7 @@ def score_cmd(
     )
     hook = None
     if ledger is not None:
-        from inspection.batch import ledger_hook
+        from inspection.batch.runner import ledger_hook
 
         try:
             hook = ledger_hook(ledger, inspector, station=station)
@@ -130,12 +130,12 @@ def score_cmd(
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from exc
     else:
-        from inspection.batch import recommendation_hook
+        from inspection.batch.runner import recommendation_hook
 
         hook = recommendation_hook
     engine_errors: tuple[type[Exception], ...] = ()
     if engine == "ray":
-        from inspection.scale.ray_engine import RayEngineError
+        from inspection.batch.scale.ray_engine import RayEngineError
 
         engine_errors = (RayEngineError,)
     show = not quiet and sys.stderr.isatty()
@@ -201,10 +201,11 @@ def _score_ray(
     prepare_tasks: int,
     batch_size: int,
 ) -> ScoreSummary:
-    """``score --engine ray``: the same records through :func:`inspection.scale.ray_engine.score_ray`."""
-    from inspection.batch import UsageError
+    """``score --engine ray``: the same records through
+    :func:`inspection.batch.scale.ray_engine.score_ray`."""
+    from inspection.batch.runner import UsageError
+    from inspection.batch.scale.ray_engine import RayConfig, score_ray
     from inspection.model.artifact import default_model_dir
-    from inspection.scale.ray_engine import RayConfig, score_ray
 
     try:
         config = RayConfig(

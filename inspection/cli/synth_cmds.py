@@ -19,7 +19,7 @@ def synth(
     ),
 ) -> None:
     """Write N procedural weld photos with porosity/spatter boxes and reference grades."""
-    from inspection.synth import MIN_SIZE_PX, write_dataset
+    from inspection.data.synth import MIN_SIZE_PX, write_dataset
 
     problems = []
     if n < 1:
@@ -46,8 +46,8 @@ def _write_sheet(ann: Path, sheet: Path, count: int = 12) -> None:
 
     from PIL import Image as PILImage
 
-    from inspection.ingest import read_image
-    from inspection.synth import contact_sheet
+    from inspection.data.synth import contact_sheet
+    from inspection.image.ingest import read_image
     from inspection.types import Box
 
     items = []

@@ -304,7 +304,7 @@ def clean_box(
 
 def image_size(path: Path) -> tuple[int, int]:
     """Upright (width, height) from the file header (EXIF orientation applied, as
-    ``inspection.ingest`` does); raises OSError/ValueError when not decodable."""
+    ``inspection.image.ingest`` does); raises OSError/ValueError when not decodable."""
     from PIL import Image as PILImage
 
     with PILImage.open(path) as im:

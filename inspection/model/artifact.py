@@ -36,6 +36,7 @@ from inspection.model.net import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     GraderNet,
+    PretrainedWeights,
     build_model,
 )
 from inspection.model.postprocess import AbstainRule, OodStats
@@ -114,14 +115,39 @@ def _utc_now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
 
 
+class InitSource(_Frozen):
+    """What the backbone was initialised from before training (``provenance.init``): a
+    human-readable ``source`` (package, version, data set, licence), the weights ``file`` name and
+    the SHA-256 of its bytes. Absent (None) for networks trained from random initialisation."""
+
+    source: str = Field(min_length=1)
+    file: str = Field(pattern=r"^[^/\\]+$")
+    sha256: str
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex64(cls, v: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", v):
+            msg = f"init sha256 must be 64 lowercase hex digits, got {v!r}"
+            raise ValueError(msg)
+        return v
+
+    @classmethod
+    def from_pretrained(cls, weights: PretrainedWeights) -> InitSource:
+        """The record for shipped pretrained weights (:func:`inspection.model.net.pretrained_weights`)."""
+        return cls(source=weights.source, file=weights.file, sha256=weights.sha256)
+
+
 class Provenance(_Frozen):
-    """Where the weights came from: training manifest hash, code commit, time, command, data."""
+    """Where the weights came from: training manifest hash, code commit, time, command, data, and
+    the backbone initialisation (``init``, None = random)."""
 
     training_manifest_sha256: str | None = None
     git_commit: str | None = None
     created: str = Field(default_factory=_utc_now)
     command: str = ""
     data: str = ""
+    init: InitSource | None = None
 
     @field_validator("training_manifest_sha256")
     @classmethod
@@ -372,7 +398,10 @@ def load_artifact(directory: Path) -> tuple[GraderNet, ModelConfig, ModelInfo]:
         state = safetensors.torch.load(data)
     except Exception as exc:  # safetensors raises its own SafetensorError and others
         raise _corrupt(path, exc) from exc
-    model = build_model(config.arch, width_mult=config.width_mult, embed_dim=config.embed_dim)
+    # pretrained=False: the stored tensors replace every weight, so the shipped ImageNet file is not needed
+    model = build_model(
+        config.arch, width_mult=config.width_mult, embed_dim=config.embed_dim, pretrained=False
+    )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

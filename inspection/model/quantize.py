@@ -7,8 +7,9 @@ real seam tiles), which onnxruntime runs with the CPU's integer dot-product inst
 
 The file's metadata records the weights SHA-256 it was quantized from (the runtime refuses a
 stale file, like ``model.onnx``), the SHA-256 of the calibration tiles and where they came from.
-How close int8 is to float32 is measured, not assumed: :func:`compare_backends` reports grade
-agreement and probability differences on real photos (see the model card and
+How close int8 is to float32 is measured, not assumed:
+:func:`inspection.model.agreement.agreement` reports grade agreement and probability differences
+on real photos (see the model card and
 ``docs/performance.md``).
 
 Pure except for the files it is asked to read and write; the calibration tiles come from the
@@ -23,19 +24,17 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from inspection.model.artifact import ArtifactError, read_artifact_meta
+from inspection.model.files import CALIBRATION_KEY, INT8_FILE, ONNX_FILE, SHA_KEY, onnx_export_status
 from inspection.model.net import normalize_tiles
 
 log = logging.getLogger(__name__)
 
-INT8_FILE = "model.int8.onnx"
-CALIBRATION_KEY = "weldinspect.int8.calibration"
 MIN_CALIBRATION_TILES = 16
 """Fewer tiles than this cannot calibrate activation ranges meaningfully."""
 CALIBRATION_CHUNK = 8
@@ -58,8 +57,6 @@ def quantize_artifact(
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from inspection.model.onnx import ONNX_FILE, SHA_KEY, onnx_export_status
 
     artifact_dir = Path(artifact_dir)
     config, info, _ = read_artifact_meta(artifact_dir)
@@ -125,74 +122,3 @@ def quantize_artifact(
         os.replace(tmp_out, out)
     log.info("quantized %s %s to %s from %d calibration tiles", info.name, info.version, out, len(tiles))
     return out
-
-
-@dataclass(frozen=True)
-class BackendAgreement:
-    """How a backend's outputs compare with a reference backend's on the same tiles/images.
-
-    ``grade_agreement``: share of images whose grade is identical, per head; ``review_agreement``:
-    share whose needs-review decision is identical; ``max_prob_diff`` / ``mean_prob_diff``: the
-    largest and mean absolute difference of any grade probability (per head).
-    """
-
-    images: int
-    grade_agreement: dict[str, float]
-    review_agreement: float
-    max_prob_diff: dict[str, float]
-    mean_prob_diff: dict[str, float]
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "images": self.images,
-            "grade_agreement": self.grade_agreement,
-            "review_agreement": self.review_agreement,
-            "max_prob_diff": self.max_prob_diff,
-            "mean_prob_diff": self.mean_prob_diff,
-        }
-
-
-def agreement(
-    reference: Sequence[tuple[Sequence[int], Sequence[Sequence[float]], bool]],
-    other: Sequence[tuple[Sequence[int], Sequence[Sequence[float]], bool]],
-    heads: Sequence[str] = ("porosity", "spatter"),
-) -> BackendAgreement:
-    """Compare per-image ``(grades per head, probs per head, needs_review)`` of two backends."""
-    if len(reference) != len(other) or not reference:
-        msg = f"need the same, non-zero number of images on both sides, got {len(reference)} and {len(other)}"
-        raise ValueError(msg)
-    n = len(reference)
-    grades_eq = {h: 0 for h in heads}
-    max_d = {h: 0.0 for h in heads}
-    sum_d = {h: 0.0 for h in heads}
-    review_eq = 0
-    for (g_a, p_a, r_a), (g_b, p_b, r_b) in zip(reference, other, strict=True):
-        review_eq += int(r_a == r_b)
-        for k, h in enumerate(heads):
-            grades_eq[h] += int(g_a[k] == g_b[k])
-            d = np.abs(np.asarray(p_a[k], float) - np.asarray(p_b[k], float))
-            max_d[h] = max(max_d[h], float(d.max()))
-            sum_d[h] += float(d.mean())
-    return BackendAgreement(
-        images=n,
-        grade_agreement={h: grades_eq[h] / n for h in heads},
-        review_agreement=review_eq / n,
-        max_prob_diff=max_d,
-        mean_prob_diff={h: sum_d[h] / n for h in heads},
-    )
-
-
-def read_calibration(path: Path) -> dict[str, object]:
-    """The calibration record stored in an int8 file's metadata ({} when absent or unreadable)."""
-    import onnx
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception:  # protobuf decode errors have no common public type
-        return {}
-    meta = {p.key: p.value for p in proto.metadata_props}
-    try:
-        value = json.loads(meta.get(CALIBRATION_KEY, "{}"))
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}

@@ -10,18 +10,17 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from inspection import __version__
+from inspection.service import routes
 from inspection.service.auth import AuthError, ForbiddenError
 from inspection.service.metrics import Metrics
-from inspection.service.recorder import Recorder, open_recorder
 from inspection.service.settings import ServiceSettings
-from inspection.store import Store
+from inspection.service.state import start_state
 
 logger = logging.getLogger(__name__)
 
@@ -39,28 +38,8 @@ keys). See docs/service.md.
 """
 
 
-@dataclass
-class ServiceState:
-    """What the lifespan handler built: the store and the recorder (model + ledger)."""
-
-    settings: ServiceSettings
-    store: Store
-    recorder: Recorder
-
-    def close(self) -> None:
-        self.store.close()
-
-
-def start_state(settings: ServiceSettings, metrics: Metrics) -> ServiceState:
-    """Open the store, load the signing key and the model (blocking; seconds)."""
-    recorder = open_recorder(settings, on_inference=metrics.inference)
-    return ServiceState(settings, recorder.store, recorder)
-
-
 def create_app(settings: ServiceSettings) -> FastAPI:
     """The service application for ``settings`` (the model loads when the app starts)."""
-    from inspection.service import routes
-
     metrics = Metrics()
 
     @asynccontextmanager
@@ -85,7 +64,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.state.service = None
     app.include_router(routes.router)
     if settings.dashboard:
-        from inspection.web import create_ui_router  # the dashboard under /ui (imports routes: keep it here)
+        from inspection.service.web import create_ui_router  # the dashboard under /ui (only when enabled)
 
         app.include_router(create_ui_router())
 

@@ -4,7 +4,7 @@
 recommendation, then :func:`inspection.evidence.ledger.record_inspection`, which commits the image,
 the inspection row and its evidence record in ONE transaction before this returns.
 
-Outcome tracking (:class:`inspection.tracking.OutcomeTracker`, ``Recorder.outcomes``): the
+Outcome tracking (:class:`inspection.recommend.tracking.OutcomeTracker`, ``Recorder.outcomes``): the
 recommendation is ranked with the per-rule outcome stats of the store (cached); after a new record
 its parameter changes go into the ``recommendations`` table and the outcomes of its machine are
 recomputed, in the same writer turn. A failure there is logged and does not fail the upload: the
@@ -28,10 +28,10 @@ from sqlalchemy.orm import Session
 from inspection.config import AppConfig
 from inspection.evidence.ledger import EvidenceRecord, IdempotencyConflictError, Ledger, record_inspection
 from inspection.pipeline import Inspector, prepare, recommendation_for
+from inspection.recommend.tracking import OutcomeTracker, RecordedAdvice
 from inspection.service.settings import ServiceSettings
 from inspection.store import InspectionRecord, Store
 from inspection.store.db import StoreError
-from inspection.tracking import OutcomeTracker, RecordedAdvice
 from inspection.types import InspectionContext, InspectionResult
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class Recorder:
         The record is committed when this returns. ``image_sha256`` may be passed when already known.
         """
         if idempotency_key is not None:
-            from inspection.ingest import image_sha256 as sha_of
+            from inspection.image.ingest import image_sha256 as sha_of
 
             found = self.existing(idempotency_key, image_sha256 or sha_of(data))
             if found is not None:
@@ -218,8 +218,8 @@ class Recorder:
         """A PNG of the stored image with the stored findings (and heatmaps when this model made them)."""
         import cv2
 
-        from inspection.ingest import decode_image
-        from inspection.overlay import draw_overlay
+        from inspection.image.ingest import decode_image
+        from inspection.image.overlay import draw_overlay
 
         data = self.store.images.read(record.image_sha256)
         image = decode_image(data, name=record.image_sha256, cfg=self.inspector.prepare_config.ingest)

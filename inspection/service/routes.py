@@ -29,12 +29,12 @@ from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
 from inspection.evidence.ledger import IdempotencyConflictError, get_record
-from inspection.ingest import SUPPORTED_FORMATS, IngestError, image_sha256, sniff_format
+from inspection.image.ingest import SUPPORTED_FORMATS, IngestError, image_sha256, sniff_format
 from inspection.service import schemas
-from inspection.service.app import ServiceState
 from inspection.service.auth import Principal, authenticate, key_from_headers, require_role
 from inspection.service.metrics import CONTENT_TYPE, Metrics
 from inspection.service.queries import ping, trend_points
+from inspection.service.state import ServiceState
 from inspection.service.trend import trend
 from inspection.store import InspectionFilter, InspectionRecord, Page
 
@@ -467,8 +467,8 @@ def _bundle_overlay(image_bytes: bytes, result: Any) -> bytes | None:
     import cv2
     import numpy as np
 
-    from inspection.ingest import decode_image
-    from inspection.overlay import draw_overlay
+    from inspection.image.ingest import decode_image
+    from inspection.image.overlay import draw_overlay
 
     drawn = draw_overlay(decode_image(image_bytes), result)
     ok, png = cv2.imencode(".png", np.ascontiguousarray(drawn[..., ::-1]))

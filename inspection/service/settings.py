@@ -24,7 +24,7 @@ class ServiceSettings:
       (width x height, checked from the header before decoding).
     * ``inference_slots``: how many images are inspected at once (the rest queue; about one per CPU
       core); ``threads``: torch / onnxruntime threads per inference (None = the library default).
-    * ``dashboard``: mount the ``/ui`` pages of :mod:`inspection.web` (default True).
+    * ``dashboard``: mount the ``/ui`` pages of :mod:`inspection.service.web` (default True).
     * ``app_config``: the typed configuration (quality gate, preprocessing, ...).
     """
 

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from inspection.ingest import IngestError, image_sha256
+from inspection.image.ingest import IngestError, image_sha256
 from inspection.service.recorder import Recorder
 from inspection.service.schemas import InspectionMetadata
 

@@ -7,7 +7,7 @@ Each photo goes through the serving path's seam localisation once; the cache kee
 * the exact inference tiles (``preprocess.make_tiles`` at the model scale) with per-tile boxes.
 
 The cache key hashes the preprocess config, the cache scale, the manifest bytes and the source of
-``inspection/preprocess.py``, so any change there rebuilds it.
+``inspection/image/preprocess.py``, so any change there rebuilds it.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def scaled_config(cfg: PreprocessConfig, scale: float) -> PreprocessConfig:
 
 def cache_key(cfg: PreprocessConfig, cache_scale: float, manifest_sha: str, max_images: int) -> str:
     """A short hex key identifying everything the cached arrays depend on."""
-    import inspection.preprocess as pp
+    import inspection.image.preprocess as pp
 
     src = Path(pp.__file__).read_bytes()
     payload = json.dumps(
@@ -104,7 +104,7 @@ def strip_sample(
     cache_scale: float,
 ) -> tuple[StripSample, float]:
     """Preprocess one photo into a :class:`StripSample` (pure: no I/O). Also returns the seam score."""
-    from inspection.preprocess import extract_strip, locate_seam, make_tiles, whole_image_region
+    from inspection.image.preprocess import extract_strip, locate_seam, make_tiles, whole_image_region
 
     region = locate_seam(image, cfg)
     if region is None:
@@ -194,7 +194,7 @@ def load_or_build_cache(
     """
     from inspection.data.grades import grade_from_count
     from inspection.data.manifest import REAL_POROSITY_LABEL_MAP, read_manifest
-    from inspection.ingest import read_image
+    from inspection.image.ingest import read_image
 
     manifest = Path(data_root) / manifest_name
     if not manifest.is_file():
@@ -299,7 +299,7 @@ def seam_strip(
 ) -> tuple[npt.NDArray[np.uint8], float] | None:
     """The seam strip of ``image`` at ``cache_scale`` x ``cfg.strip_height`` and the seam score, or
     None when no seam is found (pure; the same localisation and strip geometry as :func:`strip_sample`)."""
-    from inspection.preprocess import extract_strip, locate_seam
+    from inspection.image.preprocess import extract_strip, locate_seam
 
     region = locate_seam(image, cfg)
     if region is None:
@@ -327,11 +327,11 @@ def load_or_build_unlabelled_cache(
 ) -> UnlabelledCache:
     """Seam strips of the photos in ``data_root/images_dir`` (labels, if any, are never read),
     cached in ``cache_dir/unlabelled-<key>.npz``; the key hashes the file names and sizes, the
-    preprocess config, ``cache_scale`` and ``inspection/preprocess.py`` (see :func:`cache_key`).
+    preprocess config, ``cache_scale`` and ``inspection/image/preprocess.py`` (see :func:`cache_key`).
 
     Raises :class:`DataMissingError` naming the expected folder when it is absent or empty.
     """
-    from inspection.ingest import IngestError, read_image
+    from inspection.image.ingest import IngestError, read_image
 
     folder = Path(data_root) / images_dir
     files = _unlabelled_files(folder, max_images) if folder.is_dir() else []

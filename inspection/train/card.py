@@ -121,6 +121,14 @@ def _sum(*values: Any) -> float | None:
     return sum(nums) if len(nums) == len(values) else None
 
 
+def _init_words(config: Any) -> str:
+    """How the backbone started: random, or the pretrained file with its SHA-256."""
+    init = config.provenance.init
+    if init is None:
+        return "random init"
+    return f"initialised from {init.source}, `{init.file}` sha256 `{init.sha256}`, then fine-tuned end to end"
+
+
 def _abstain_row(head: str, a: dict[str, Any]) -> str:
     return (
         f"| {head} | {_f(a['max_p_defect_for_zero'])} | {_f(a['min_confidence'])} | "
@@ -159,10 +167,11 @@ def build_card(
 Porosity and spatter grader for weld-seam photos (grades 0 none, 1 slight, 2 moderate, 3 severe),
 with CenterNet-style centre heatmaps for localising pores and spatter droplets.
 
-- Architecture: `{config.arch}` backbone (random init, truncated at stride 16, stride-8 neck), width
+- Architecture: `{config.arch}` backbone ({_init_words(config)}, truncated at stride 16, stride-8 neck), width
   {config.width_mult}, embedding {config.embed_dim}; CORAL ordinal heads.
 - Input: seam strip tiles {config.input.strip_height} x {config.input.tile_length} RGB from
-  `inspection.preprocess` (config stored in `config.json`), normalised with ImageNet mean/std.
+  `inspection.image.preprocess` (config stored in `config.json`), normalised with mean
+  {list(config.mean)} / std {list(config.std)}.
 - Training manifest sha256: `{config.provenance.training_manifest_sha256}`; code commit:
   `{config.provenance.git_commit}`; created {config.provenance.created}.
 - Final training: {final.get("epochs")} epochs on all {", ".join(cfg.data.folds)} photos + one-offs, measured

@@ -10,11 +10,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inspection.config import ConfigError, GradingConfig, PreprocessConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+ARCHS = ("mobilenet_v3_large", "resnet18", "efficientnet_b0", "efficientnet_lite0", "tiny")
+"""``inspection.model.net.ARCHITECTURES`` (repeated so parsing a config does not import torch)."""
+
+PRETRAINED_NORMALISATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "efficientnet_lite0": ((127 / 255, 127 / 255, 127 / 255), (128 / 255, 128 / 255, 128 / 255)),
+}
+"""Archs with shipped ImageNet weights -> the (mean, std) their inputs must be normalised with
+(``inspection.model.net.pretrained_weights(arch).mean/.std``; EfficientNet-Lite: 127/128 per channel)."""
 
 
 class _Section(BaseModel):
@@ -38,11 +47,11 @@ class DataSection(_Section):
 
 
 class AugmentSection(_Section):
-    """Augmentation strengths (0 disables a family). See :mod:`inspection.augment`.
+    """Augmentation strengths (0 disables a family). See :mod:`inspection.train.augment`.
 
     ``transplant_prob``/``transplant_max``: chance and maximum number of pores (cut from the other
     training welds) pasted onto a training strip. ``synth_bank``: number of procedural synthetic
-    welds (``inspection.synth``, ``synth_size`` px square, 0-6 pores) added to every training set.
+    welds (``inspection.data.synth``, ``synth_size`` px square, 0-6 pores) added to every training set.
     """
 
     photometric: float = Field(1.0, ge=0, le=2)
@@ -136,6 +145,10 @@ class TrainConfig(_Section):
 
     ``init_from``: a pretrain run directory (holding ``backbone.safetensors``) or a safetensors
     file whose ``backbone.*`` tensors initialise the network before training (None = random).
+    ``pretrained``: start the backbone from the shipped ImageNet weights (only archs in
+    :data:`PRETRAINED_NORMALISATION`, width_mult 1.0, with that arch's ``mean``/``std``; not together
+    with ``init_from``). ``backbone_lr_mult``: the backbone's learning rate is ``lr`` times this
+    (below 1 to fine-tune pretrained features gently; 1 = one learning rate for all parameters).
     """
 
     name: str = "weld-grader"
@@ -144,6 +157,8 @@ class TrainConfig(_Section):
     folds_to_run: tuple[str, ...] = ()
     arch: str = "mobilenet_v3_large"
     width_mult: float = Field(1.0, gt=0)
+    pretrained: bool = False
+    backbone_lr_mult: float = Field(1.0, gt=0, le=1)
     embed_dim: int = Field(128, ge=8)
     epochs: int = Field(10, ge=1)
     steps_per_epoch: int = Field(0, ge=0)
@@ -179,11 +194,38 @@ class TrainConfig(_Section):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, v: str) -> str:
-        valid = ("mobilenet_v3_large", "resnet18", "efficientnet_b0", "tiny")
-        if v not in valid:
-            msg = f"unknown arch {v!r}; valid: {', '.join(valid)}"
+        if v not in ARCHS:
+            msg = f"unknown arch {v!r}; valid: {', '.join(ARCHS)}"
             raise ValueError(msg)
         return v
+
+    @model_validator(mode="after")
+    def _pretrained_fits(self) -> TrainConfig:
+        if not self.pretrained:
+            return self
+        norm = PRETRAINED_NORMALISATION.get(self.arch)
+        if norm is None:
+            msg = (
+                f"pretrained: no ImageNet weights are shipped for arch {self.arch!r}; "
+                f"archs with pretrained weights: {', '.join(PRETRAINED_NORMALISATION)}"
+            )
+            raise ValueError(msg)
+        if self.width_mult != 1.0:
+            msg = f"pretrained {self.arch} weights need width_mult 1.0, got {self.width_mult}"
+            raise ValueError(msg)
+        if self.init_from is not None:
+            msg = "pretrained and init_from both initialise the backbone: set only one of them"
+            raise ValueError(msg)
+        mean, std = norm
+        close = all(abs(a - b) <= 1e-3 for a, b in zip((*self.mean, *self.std), (*mean, *std), strict=True))
+        if not close:
+            want = f"mean [{', '.join(f'{v:.4f}' for v in mean)}], std [{', '.join(f'{v:.4f}' for v in std)}]"
+            msg = (
+                f"pretrained {self.arch} weights were trained on inputs normalised with {want} "
+                f"(within 1e-3); the config has mean {list(self.mean)}, std {list(self.std)}"
+            )
+            raise ValueError(msg)
+        return self
 
     def resolve(self, path: Path) -> Path:
         """``path`` made absolute against the repository root."""
@@ -226,3 +268,9 @@ def load_train_config(path: Path, overrides: dict[str, Any] | None = None) -> Tr
         keys = ", ".join(TrainConfig.model_fields)
         msg = f"invalid training config {path}: {problems} (top-level keys: {keys})"
         raise ConfigError(msg) from exc
+
+
+def write_resolved_config(cfg: TrainConfig, run_dir: Path) -> None:
+    """Save the resolved config next to the outputs it produced (``config.resolved.yaml``)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.resolved.yaml").write_text(yaml.safe_dump(cfg.to_yaml_dict(), sort_keys=False))

@@ -29,8 +29,8 @@ from inspection.train.card import (
     with_runtime_section,
 )
 from inspection.train.config import TrainConfig
+from inspection.train.fit import dataset_options, loss_weights, plot_curves, synthetic_samples, train_model
 from inspection.train.loop import evaluate
-from inspection.train.run import dataset_options, loss_weights, plot_curves, synthetic_samples, train_model
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ def run_final(
     """Train on all photos, fit OOD statistics, write the artifact; returns the run summary."""
     from inspection.model.artifact import (
         AbstainPerHead,
+        InitSource,
         InputSpec,
         ModelConfig,
         ProbabilityPerHead,
@@ -103,6 +104,7 @@ def run_final(
         load_artifact,
         save_artifact,
     )
+    from inspection.model.net import pretrained_weights
     from inspection.model.postprocess import AbstainRule, OodStats
 
     if cfg.calibration_from is None:
@@ -173,6 +175,7 @@ def run_final(
                 f"{len(samples)} photos of weld-porosity ({', '.join(welds)} + one-offs), manifest sha256 "
                 "above; synthetic spatter composited during training"
             ),
+            init=InitSource.from_pretrained(pretrained_weights(cfg.arch)) if cfg.pretrained else None,
         ),
         metrics=flat,
     )

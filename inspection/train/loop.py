@@ -44,6 +44,30 @@ def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]
     return factor
 
 
+def make_optimizer(
+    model: torch.nn.Module, *, lr: float, weight_decay: float, backbone_lr_mult: float = 1.0
+) -> torch.optim.AdamW:
+    """AdamW over all of ``model``'s parameters.
+
+    With ``backbone_lr_mult == 1`` one parameter group at ``lr`` (exactly as before, so existing
+    checkpoints resume); otherwise two groups: ``backbone.*`` parameters at ``lr * backbone_lr_mult``
+    (gentler updates of pretrained features), everything else at ``lr``. A ``LambdaLR`` schedule
+    (:func:`warmup_cosine`) scales both groups by the same factor.
+    """
+    if not backbone_lr_mult > 0:
+        msg = f"backbone_lr_mult must be > 0, got {backbone_lr_mult}"
+        raise ValueError(msg)
+    if backbone_lr_mult == 1.0:
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    if not backbone:
+        msg = "backbone_lr_mult needs a model with backbone.* parameters"
+        raise ValueError(msg)
+    groups = [{"params": backbone, "lr": lr * backbone_lr_mult}, {"params": rest, "lr": lr}]
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+
+
 @dataclass(frozen=True)
 class LossWeights:
     """Weights of the loss terms and focal-loss exponents (CenterNet defaults 2 and 4)."""
@@ -232,3 +256,9 @@ def evaluate(model: torch.nn.Module, loader: Iterable[Batch], weights: LossWeigh
         loss=losses_mean["total"],
         losses=losses_mean,
     )
+
+
+def set_seed(seed: int) -> None:
+    """Seed numpy's legacy RNG and torch (data randomness uses explicit generators)."""
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)

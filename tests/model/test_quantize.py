@@ -9,16 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inspection.model.agreement import agreement
 from inspection.model.artifact import ArtifactError
+from inspection.model.files import CALIBRATION_KEY, INT8_FILE, read_calibration
 from inspection.model.onnx import export_onnx
-from inspection.model.quantize import (
-    CALIBRATION_KEY,
-    INT8_FILE,
-    MIN_CALIBRATION_TILES,
-    agreement,
-    quantize_artifact,
-    read_calibration,
-)
+from inspection.model.quantize import MIN_CALIBRATION_TILES, quantize_artifact
 from inspection.model.runtime import Grader
 from tests.model.conftest import TINY_H, TINY_W, TinyArtifact
 

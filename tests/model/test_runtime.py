@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from inspection.model.agreement import check_onnx_agreement
 from inspection.model.artifact import ArtifactError, ModelConfig, default_model_dir, save_artifact
+from inspection.model.files import ONNX_FILE
 from inspection.model.net import build_model, normalize_tiles
-from inspection.model.onnx import ONNX_FILE, OUTPUT_NAMES, check_onnx_agreement, export_onnx
+from inspection.model.onnx import OUTPUT_NAMES, export_onnx
 from inspection.model.ordinal import coral_probs
 from inspection.model.runtime import Grader, RawPrediction
 from tests.model.conftest import TinyArtifact
@@ -148,8 +150,8 @@ def test_shipped_model_torch_and_onnx_agree_on_samples(repo_root: Path) -> None:
         model_dir = default_model_dir()
     except ArtifactError as exc:
         pytest.skip(f"no shipped model: {exc}")
-    from inspection.ingest import read_image
-    from inspection.preprocess import preprocess
+    from inspection.image.ingest import read_image
+    from inspection.image.preprocess import preprocess
 
     exts = {".jpg", ".jpeg", ".png"}
     folder = repo_root / "data" / "samples" / "images"

@@ -10,11 +10,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from inspection.data.synth import generate_weld
 from inspection.evidence.keys import init_key
 from inspection.service.auth import add_key
 from inspection.service.settings import ServiceSettings
 from inspection.store import Store
-from inspection.synth import generate_weld
 
 STATION_META: dict[str, Any] = {
     "machine_serial": "M-1",

@@ -18,12 +18,12 @@ from sqlalchemy import select
 
 from inspection.evidence.ledger import Ledger
 from inspection.pipeline import Inspector, recommendation_for
-from inspection.service.app import ServiceState
+from inspection.recommend.tracking import tracked_outcomes
 from inspection.service.recorder import Recorder
 from inspection.service.routes import inspection_out
+from inspection.service.state import ServiceState
 from inspection.store import Store
 from inspection.store.models import RecommendationRow
-from inspection.tracking import tracked_outcomes
 from inspection.types import InspectionContext, InspectionResult
 from tests.evidence.factories import CONFIG_SHA, make_ledger, make_result, open_store, png_bytes
 from tests.recommend.factories import ALONG_WHOLE_SEAM, LASER_PARAMS, pores

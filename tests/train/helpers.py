@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from inspection.config import PreprocessConfig
+from inspection.data.synth import generate_weld
 from inspection.data.torch_dataset import StripSample
-from inspection.synth import generate_weld
 from inspection.train.cache import strip_sample
 
 SMALL_PRE = PreprocessConfig(strip_height=32, tile_length=64, work_size=128)

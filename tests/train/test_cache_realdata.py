@@ -9,8 +9,8 @@ import pytest
 
 from inspection.config import PreprocessConfig
 from inspection.data.manifest import REAL_POROSITY_LABEL_MAP, read_manifest
-from inspection.ingest import read_image
-from inspection.preprocess import preprocess
+from inspection.image.ingest import read_image
+from inspection.image.preprocess import preprocess
 from inspection.train.cache import strip_sample
 from inspection.types import Box
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from inspection.augment import eval_preset, train_geometric, train_photometric, train_preset
 from inspection.data.torch_dataset import (
     DatasetOptions,
     PorePatch,
@@ -18,6 +17,7 @@ from inspection.data.torch_dataset import (
     render_targets,
     transplant_pores,
 )
+from inspection.train.augment import eval_preset, train_geometric, train_photometric, train_preset
 from inspection.train.config import AugmentSection
 from tests.train.helpers import SMALL_PRE, synth_samples
 

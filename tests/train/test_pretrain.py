@@ -15,10 +15,11 @@ import torch
 from pydantic import ValidationError
 
 from inspection.config import ConfigError
+from inspection.data.synth import generate_weld
 from inspection.model.net import build_model
-from inspection.synth import generate_weld
 from inspection.train.cache import DataMissingError, source_group
 from inspection.train.config import REPO_ROOT, TrainConfig, load_train_config
+from inspection.train.fit import train_model
 from inspection.train.pretrain import (
     BACKBONE_FILE,
     InitFromError,
@@ -27,7 +28,7 @@ from inspection.train.pretrain import (
     nt_xent,
     pair_accuracy,
 )
-from inspection.train.run import run_training, train_model
+from inspection.train.run import run_training
 from tests.train.helpers import SMALL_PRE, synth_samples
 
 N_WELDS = 6

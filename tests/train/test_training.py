@@ -13,7 +13,8 @@ from inspection.data.torch_dataset import StripSample
 from inspection.model.artifact import load_artifact
 from inspection.train.config import TrainConfig, load_train_config
 from inspection.train.final import run_final
-from inspection.train.run import CHECKPOINT, run_lowo, train_model
+from inspection.train.fit import CHECKPOINT, train_model
+from inspection.train.run import run_lowo
 from tests.train.helpers import SMALL_PRE, synth_samples
 
 
@@ -80,7 +81,7 @@ def test_lowo_then_final_artifact_round_trip(tmp_path: Path, samples: list[Strip
     assert config.temperatures.porosity == pytest.approx(calib["temperatures"]["porosity"])
     assert config.input.strip_height == SMALL_PRE.strip_height
     from inspection.data.torch_dataset import TileDataset
-    from inspection.train.run import dataset_options
+    from inspection.train.fit import dataset_options
 
     n_tiles = len(TileDataset(samples, dataset_options(final_cfg), train=False))
     assert int(model.ood_count) == n_tiles >= len(samples)  # OOD statistics over every eval tile

@@ -1,0 +1,73 @@
+"""``weldinspect score`` on the bundled samples gives the records it gave before the package moved.
+
+``tests/golden/score_samples.jsonl`` was written by ``weldinspect score data/samples/annotations.jsonl
+--context data/samples/context.csv --model models/weld-grader/2026.12.1`` at the commit before the
+structure change (issue 21), with the run-time fields (``timings_ms``, ``elapsed_ms``) dropped.
+Restructuring must not change a single grade, finding, verdict or piece of advice. Regenerate
+only after an intended behaviour change: ``UPDATE_GOLDEN=1 pytest tests/batch/test_golden_samples.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = REPO / "tests" / "golden" / "score_samples.jsonl"
+MODEL = REPO / "models" / "weld-grader" / "2026.12.1"
+RUN_TIME_FIELDS = ("timings_ms", "elapsed_ms")
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        for key in RUN_TIME_FIELDS:
+            rec.pop(key, None)
+        out.append(rec)
+    return out
+
+
+def _differences(a: Any, b: Any, where: str = "") -> list[str]:
+    """Paths where ``a`` and ``b`` differ (floats within 1e-6 relative count as equal)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        diffs = [f"{where}.{k}: only in one" for k in sorted(set(a) ^ set(b))]
+        for k in sorted(set(a) & set(b)):
+            diffs += _differences(a[k], b[k], f"{where}.{k}")
+        return diffs
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{where}: {len(a)} vs {len(b)} items"]
+        return [
+            d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in _differences(x, y, f"{where}[{i}]")
+        ]
+    if isinstance(a, float) and isinstance(b, float | int) and not isinstance(b, bool):
+        return [] if math.isclose(a, float(b), rel_tol=1e-6, abs_tol=1e-9) else [f"{where}: {a} vs {b}"]
+    return [] if a == b else [f"{where}: {a!r} vs {b!r}"]
+
+
+@pytest.mark.slow
+def test_score_on_bundled_samples_matches_the_records_from_before_the_move(tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    argv = [
+        sys.executable, "-c", "from inspection.cli import main; main()",
+        "score", "data/samples/annotations.jsonl", "--context", "data/samples/context.csv",
+        "--out", str(out), "--model", str(MODEL), "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "WELDINSPECT_HOME": str(tmp_path / "home")}
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = _records(out)
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in got))
+    want = _records(GOLDEN)
+    assert [r["sha256"] for r in got] == [r["sha256"] for r in want]
+    diffs = _differences(got, want)
+    assert not diffs, f"{len(diffs)} differences, first: {diffs[:10]}"
