@@ -1,4 +1,4 @@
-"""CLI commands: ``weldinspect data ...`` (import, stats, groups, spatter-sheet)."""
+"""CLI commands: ``weldinspect data ...`` (import, stats, groups, spatter-sheet; audit in audit_cmds)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 data_app = typer.Typer(
     name="data",
-    help="Data sets: import foreign formats, statistics, weld grouping, spatter realism sheet.",
+    help="Data sets: import foreign formats, statistics, weld grouping, spatter realism sheet, label audit.",
     no_args_is_help=True,
 )
 
@@ -417,4 +417,7 @@ def spatter_sheet_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
+    from inspection.cli.audit_cmds import audit_cmd
+
+    data_app.command("audit")(audit_cmd)
     app.add_typer(data_app, name="data")
