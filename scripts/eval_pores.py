@@ -286,23 +286,11 @@ def fold_artifact(
     import re
 
     import torch
-    from torch.utils.data import DataLoader
 
-    from inspection.data.torch_dataset import TileDataset, collate
-    from inspection.model.artifact import (
-        AbstainPerHead,
-        InputSpec,
-        ModelConfig,
-        ProbabilityPerHead,
-        Provenance,
-        TemperaturePerHead,
-        Thresholds,
-        save_artifact,
-    )
+    from inspection.model.artifact import Provenance, save_artifact
     from inspection.model.net import build_model
-    from inspection.model.postprocess import AbstainRule, OodStats
-    from inspection.train.fit import BEST, dataset_options, loss_weights
-    from inspection.train.loop import evaluate
+    from inspection.train.final import calibrated_config, fit_ood
+    from inspection.train.fit import BEST
 
     ckpt = run_dir / f"fold-{fold}" / BEST
     model = build_model(cfg.arch, width_mult=cfg.width_mult, embed_dim=cfg.embed_dim, pretrained=False)
@@ -319,40 +307,14 @@ def fold_artifact(
             f"fold {fold}: no training photos left in the data (groups: {sorted({s.group for s in samples})})"
         )
         raise EvalError(msg)
-    ds = TileDataset(train, dataset_options(cfg), train=False)
-    ev = evaluate(model, DataLoader(ds, batch_size=cfg.batch_size, collate_fn=collate), loss_weights(cfg))
-    stats = OodStats.fit(ev.embedding)
-    model.set_ood_stats(stats)
-    ood_threshold = float(np.percentile(stats.score(ev.embedding), cfg.calibration.ood_percentile))
-    temps, peaks = calib["temperatures"], calib.get("peak_thresholds", {})
-    rules = {
-        head: AbstainRule(
-            min_confidence=float(calib["abstain"][head]["min_confidence"]),
-            max_p_defect_for_zero=float(calib["abstain"][head]["max_p_defect_for_zero"]),
-            grade_by="argmax",
-        )
-        for head in ("porosity", "spatter")
-    }
+    ood_threshold, ood_tiles = fit_ood(model, cfg, train)
     slug = re.sub(r"[^a-z0-9._-]+", "-", f"{run_dir.name}-fold-{fold}".lower()).strip("-._") or "fold"
-    config = ModelConfig(
+    config = calibrated_config(
+        cfg,
+        calib,
+        ood_threshold,
         name=slug,
         version="0.0.0+" + (re.sub(r"[^0-9A-Za-z.]+", ".", fold).strip(".") or "fold"),
-        arch=cfg.arch,
-        width_mult=cfg.width_mult,
-        embed_dim=cfg.embed_dim,
-        input=InputSpec(strip_height=cfg.preprocess.strip_height, tile_length=cfg.preprocess.tile_length),
-        mean=cfg.mean,
-        std=cfg.std,
-        preprocess=cfg.preprocess.model_dump(mode="json"),
-        temperatures=TemperaturePerHead(porosity=float(temps["porosity"]), spatter=float(temps["spatter"])),
-        thresholds=Thresholds(
-            abstain=AbstainPerHead(porosity=rules["porosity"], spatter=rules["spatter"]),
-            peak=ProbabilityPerHead(
-                porosity=float(peaks.get("porosity", cfg.calibration.peak_threshold)),
-                spatter=float(peaks.get("spatter", cfg.calibration.peak_threshold)),
-            ),
-            ood=max(ood_threshold, 1e-6),
-        ),
         provenance=Provenance(
             training_manifest_sha256=manifest_sha,
             command="scripts/eval_pores.py",
@@ -362,7 +324,7 @@ def fold_artifact(
     out = run_dir / f"fold-{fold}" / FOLD_ARTIFACT
     card = f"# {slug}\nFold artifact of LOWO run {run_dir.name} for pore evaluation; not for shipping.\n"
     save_artifact(
-        out, model, config, card, {"ood_threshold": ood_threshold, "ood_tiles": len(ds)}, overwrite=True
+        out, model, config, card, {"ood_threshold": ood_threshold, "ood_tiles": ood_tiles}, overwrite=True
     )
     return out
 

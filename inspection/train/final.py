@@ -11,6 +11,7 @@ import json
 import logging
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,51 +89,42 @@ def measure_speed(
     return out
 
 
-def run_final(
-    cfg: TrainConfig, samples: list[StripSample], info: CacheInfo, *, resume: bool = False, command: str = ""
-) -> dict[str, Any]:
-    """Train on all photos, fit OOD statistics, write the artifact; returns the run summary."""
+def fit_ood(model: Any, cfg: TrainConfig, samples: Sequence[StripSample]) -> tuple[float, int]:
+    """Fit the model's OOD statistics on the un-augmented tiles of ``samples`` (its training
+    photos) and return the OOD threshold (``cfg.calibration.ood_percentile`` of their scores) and
+    the number of tiles."""
+    from inspection.model.postprocess import OodStats
+
+    ds = TileDataset(list(samples), dataset_options(cfg), train=False)
+    ev = evaluate(model, DataLoader(ds, batch_size=cfg.batch_size, collate_fn=collate), loss_weights(cfg))
+    stats = OodStats.fit(ev.embedding)
+    model.set_ood_stats(stats)
+    return float(np.percentile(stats.score(ev.embedding), cfg.calibration.ood_percentile)), len(ds)
+
+
+def calibrated_config(
+    cfg: TrainConfig,
+    calib: dict[str, Any],
+    ood_threshold: float,
+    *,
+    name: str,
+    version: str,
+    provenance: Any,
+    metrics: dict[str, float] | None = None,
+) -> Any:
+    """The artifact's :class:`~inspection.model.artifact.ModelConfig`: the training config's
+    network and preprocessing, the LOWO run's calibration ``calib`` (temperatures, abstain rules,
+    peak thresholds) and the OOD threshold; used by the final model and by fold artifacts."""
     from inspection.model.artifact import (
         AbstainPerHead,
-        InitSource,
         InputSpec,
         ModelConfig,
         ProbabilityPerHead,
-        Provenance,
         TemperaturePerHead,
         Thresholds,
-        load_artifact,
-        save_artifact,
     )
-    from inspection.model.net import pretrained_weights
-    from inspection.model.postprocess import AbstainRule, OodStats
+    from inspection.model.postprocess import AbstainRule
 
-    if cfg.calibration_from is None:
-        msg = "mode 'final' needs calibration_from: the runs/<name> directory of a finished LOWO run"
-        raise CalibrationMissingError(msg)
-    lowo = load_lowo(cfg.resolve(cfg.calibration_from))
-    run_dir = cfg.run_dir
-    t0 = time.perf_counter()
-    synth = synthetic_samples(cfg) if cfg.augment.synth_bank else []
-    res = train_model(cfg, samples + synth, [], run_dir / "final", epochs=cfg.epochs, resume=resume)
-    train_minutes = (time.perf_counter() - t0) / 60.0
-    model = res.model
-    if model is None:
-        msg = "final training returned no model"
-        raise RuntimeError(msg)
-    plot_curves({"final": res.history}, run_dir / "training_curve.png")
-
-    # OOD statistics on the (un-augmented) training tiles
-    eval_ds = TileDataset(samples, dataset_options(cfg), train=False)
-    ev = evaluate(
-        model, DataLoader(eval_ds, batch_size=cfg.batch_size, collate_fn=collate), loss_weights(cfg)
-    )
-    stats = OodStats.fit(ev.embedding)
-    model.set_ood_stats(stats)  # type: ignore[operator]
-    train_scores = stats.score(ev.embedding)
-    ood_threshold = float(np.percentile(train_scores, cfg.calibration.ood_percentile))
-
-    calib = lowo["calibration"]
     temps = calib["temperatures"]
     peaks = calib.get("peak_thresholds", {})
     rules = {
@@ -143,14 +135,9 @@ def run_final(
         )
         for head in ("porosity", "spatter")
     }
-    speed = measure_speed(model, cfg.preprocess.strip_height, cfg.preprocess.tile_length, cfg.threads)
-    comparisons = load_run_summaries([cfg.resolve(Path(p)) for p in cfg.comparison_runs])
-    ablations = load_run_summaries([cfg.resolve(Path(p)) for p in cfg.ablation_runs])
-    flat = flat_metrics(lowo)
-    welds = sorted({s.group for s in samples if s.group in cfg.data.folds})
-    config = ModelConfig(
-        name=cfg.resolve(cfg.artifact_root).name,
-        version=cfg.version,
+    return ModelConfig(
+        name=name,
+        version=version,
         arch=cfg.arch,
         width_mult=cfg.width_mult,
         embed_dim=cfg.embed_dim,
@@ -167,6 +154,50 @@ def run_final(
             ),
             ood=max(ood_threshold, 1e-6),
         ),
+        provenance=provenance,
+        metrics=metrics or {},
+    )
+
+
+def run_final(
+    cfg: TrainConfig, samples: list[StripSample], info: CacheInfo, *, resume: bool = False, command: str = ""
+) -> dict[str, Any]:
+    """Train on all photos, fit OOD statistics, write the artifact; returns the run summary."""
+    from inspection.model.artifact import (
+        InitSource,
+        Provenance,
+        load_artifact,
+        save_artifact,
+    )
+    from inspection.model.net import pretrained_weights
+
+    if cfg.calibration_from is None:
+        msg = "mode 'final' needs calibration_from: the runs/<name> directory of a finished LOWO run"
+        raise CalibrationMissingError(msg)
+    lowo = load_lowo(cfg.resolve(cfg.calibration_from))
+    run_dir = cfg.run_dir
+    t0 = time.perf_counter()
+    synth = synthetic_samples(cfg) if cfg.augment.synth_bank else []
+    res = train_model(cfg, samples + synth, [], run_dir / "final", epochs=cfg.epochs, resume=resume)
+    train_minutes = (time.perf_counter() - t0) / 60.0
+    model = res.model
+    if model is None:
+        msg = "final training returned no model"
+        raise RuntimeError(msg)
+    plot_curves({"final": res.history}, run_dir / "training_curve.png")
+
+    ood_threshold, _ = fit_ood(model, cfg, samples)
+    speed = measure_speed(model, cfg.preprocess.strip_height, cfg.preprocess.tile_length, cfg.threads)
+    comparisons = load_run_summaries([cfg.resolve(Path(p)) for p in cfg.comparison_runs])
+    ablations = load_run_summaries([cfg.resolve(Path(p)) for p in cfg.ablation_runs])
+    flat = flat_metrics(lowo)
+    welds = sorted({s.group for s in samples if s.group in cfg.data.folds})
+    config = calibrated_config(
+        cfg,
+        lowo["calibration"],
+        ood_threshold,
+        name=cfg.resolve(cfg.artifact_root).name,
+        version=cfg.version,
         provenance=Provenance(
             training_manifest_sha256=info.manifest_sha256,
             git_commit=git_commit(cfg.resolve(Path("."))),
