@@ -37,6 +37,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -243,11 +244,27 @@ def pores_of(record: Any) -> tuple[Box, ...]:
     return tuple(out)
 
 
-def inspect_labelled(inspector: Any, records: Sequence[Any]) -> list[PhotoOutcome]:
+def scaled_box(box: Box, scale: float) -> Box:
+    return Box(box.x0 * scale, box.y0 * scale, box.x1 * scale, box.y1 * scale, box.label)
+
+
+def inspect_labelled(inspector: Any, records: Sequence[Any], scale: float = 1.0) -> list[PhotoOutcome]:
+    """Held-out photos through the inspector; with ``scale`` != 1 each photo is first resized by
+    ``scale`` (area interpolation down, cubic up) and its pore boxes with it: the magnification test."""
+    from inspection.image.ingest import read_image
+
     out = []
     for r in records:
-        result = inspector.inspect(r.path())
-        out.append(PhotoOutcome.from_result(r.image, r.group or "none", pores_of(r), result))
+        pores = pores_of(r)
+        if scale == 1.0:
+            result = inspector.inspect(r.path())
+        else:
+            img = read_image(r.path())
+            size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
+            interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+            result = inspector.inspect(np.ascontiguousarray(cv2.resize(img, size, interpolation=interp)))
+            pores = tuple(scaled_box(b, scale) for b in pores)
+        out.append(PhotoOutcome.from_result(r.image, r.group or "none", pores, result))
     return out
 
 
@@ -361,6 +378,8 @@ def evaluate_run(
     limit: int = 0,
     threads: int | None = None,
     corrections: Sequence[Any] = (),
+    scales: Sequence[float] = (),
+    scale_limit: int = 40,
 ) -> dict[str, Any]:
     """Every figure of a LOWO run: per held-out weld, the good crops (per fold and mean), FROC."""
     import yaml
@@ -410,10 +429,16 @@ def evaluate_run(
         held += outcomes
         good_all += good
         per_fold_pairs.append((fold, outcomes, good))
+        per_scale = {}
+        for sc in scales:
+            subset = [r for r in records if r.group == fold][:scale_limit]
+            scaled = inspect_labelled(inspector, subset, sc)
+            per_scale[str(sc)] = summarise(f"{fold} x{sc}", scaled, op, held_out=True).to_dict()
         fold_out[fold] = {
             "artifact": str(art),
             "operating_threshold": op,
             "held_out": summarise(fold, outcomes, op, held_out=True).to_dict(),
+            "rescaled": per_scale,
             GOOD_GROUP: summarise(GOOD_GROUP, good, op, held_out=True).to_dict() if good else None,
             "seconds": round(time.perf_counter() - tf, 1),
         }
@@ -586,6 +611,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads")
     ap.add_argument("--out", type=Path, default=None, help="output JSON")
     ap.add_argument(
+        "--scales",
+        default="",
+        help="--run: also score the first --scale-limit held-out photos per weld resized by these "
+        "factors (e.g. 0.5,0.75,1,1.5,2; 1 = the same subset unscaled, for comparison)",
+    )
+    ap.add_argument("--scale-limit", type=int, default=40, help="photos per weld for --scales")
+    ap.add_argument(
         "--corrections",
         type=Path,
         action="append",
@@ -621,6 +653,14 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 0
+        try:
+            scales = [float(v) for v in args.scales.split(",") if v.strip()]
+        except ValueError:
+            print(f"error: --scales must be comma-separated numbers, got {args.scales!r}", file=sys.stderr)
+            return 2
+        if any(not 0.1 <= v <= 4.0 for v in scales):
+            print(f"error: --scales factors must be in 0.1..4, got {scales}", file=sys.stderr)
+            return 2
         crops = _good_crops(args, unlabelled)
         from inspection.data.corrections import CorrectionError, read_corrections
 
@@ -640,6 +680,8 @@ def main(argv: list[str] | None = None) -> int:
                     limit=args.limit,
                     threads=args.threads,
                     corrections=corrections,
+                    scales=scales,
+                    scale_limit=args.scale_limit,
                 )
             except DataMissingError as exc:
                 print(f"skipped: {exc}", file=sys.stderr)

@@ -316,3 +316,97 @@ def with_runtime_section(card: str, section: str) -> str:
         _, tail = rest.split(_END, 1)
         return head + section.rstrip("\n") + tail
     return card.rstrip("\n") + "\n\n" + section
+
+
+_PORE_BEGIN = "<!-- pore-level:begin -->"
+_PORE_END = "<!-- pore-level:end -->"
+
+
+def _rate(r: dict[str, Any] | None) -> str:
+    if not r or r.get("value") is None:
+        return "n/a"
+    return f"{r['value']:.3f} ({r['count']}/{r['total']})"
+
+
+def _froc_at(froc: Sequence[dict[str, Any]], max_fp: float) -> str:
+    """Best recall with at most ``max_fp`` findings per good photo on a FROC curve."""
+    ok = [p for p in froc if p["findings_per_good_photo"] <= max_fp]
+    if not ok:
+        return "n/a"
+    best = max(ok, key=lambda p: (p["recall"], p["threshold"]))
+    return f"{best['recall']:.3f} (t {best['threshold']:.3f}, {best['findings_per_good_photo']:.2f}/photo)"
+
+
+def pore_section(evals: dict[str, dict[str, Any]]) -> str:
+    """The headline, pore-level figures of LOWO runs (``scripts/eval_pores.py --run``), one row per
+    held-out weld and run, the FROC at 0.5 / 1.0 findings per good photo, and the per-weld good-crop
+    false alarms. ``evals``: run name -> its ``pore_eval.json`` (the first is this model's run)."""
+    lines = [
+        _PORE_BEGIN,
+        "## Pore-level validation (headline; leave-one-weld-out, per held-out weld)",
+        "",
+        "Measured by `scripts/eval_pores.py --run runs/<name>` on every fold model (trained without the",
+        "weld it is scored on). A labelled pore counts as found when a porosity finding's centre lies in",
+        "its box grown by 25 % on each side. Good-weld photos: the `Good Weld` boxes of",
+        "`weld-photos-unlabelled` (one crop per source image, `data/manifests/good_weld_crops.jsonl`);",
+        "every fold model graded every crop, none trained on them. False accept: a photo with >= 1",
+        "labelled pore output as grade 0 without review. Photo-level AUROC / QWK below are secondary:",
+        "their labels are noisy (docs/labelling.md).",
+        "",
+        "| run | held-out weld | photos | pore recall | findings / photo | false accept | graded >= 1 |"
+        " review | good crops: findings / photo | good crops: graded >= 2 without review |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, ev in evals.items():
+        for fold, v in ev.get("per_fold", {}).items():
+            h, g = v["held_out"], v.get("good_weld_crops") or {}
+            lines.append(
+                f"| {name} | {fold} | {h['photos']} | {_rate(h['recall'])} | "
+                f"{h['findings_per_photo']['value']:.2f} | {_rate(h['false_accept'])} | "
+                f"{_rate(h['graded_ge1'])} | {_rate(h['review'])} | "
+                f"{_f((g.get('findings_per_photo') or {}).get('value'))} | "
+                f"{_rate(g.get('graded_ge2_without_review'))} |"
+            )
+    lines += [
+        "",
+        "FROC (pooled held-out welds against the good crops; t = peak threshold):",
+        "",
+        "| run | operating threshold | recall at <= 0.5 / good photo | recall at <= 1.0 / good photo |",
+        "|---|---|---|---|",
+    ]
+    for name, ev in evals.items():
+        froc = ev.get("froc_pooled", [])
+        lines.append(
+            f"| {name} | {_f(ev.get('operating_threshold'))} | {_froc_at(froc, 0.5)} | "
+            f"{_froc_at(froc, 1.0)} |"
+        )
+    lines += [
+        "",
+        "Targets (issue 17): recall >= 0.80 at <= 1.0 finding per good photo, false accept <= 2 % on",
+        "every held-out weld, weld00 graded >= 1 <= 10 %, good photos graded >= 2 without review <= 5 %.",
+        _PORE_END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def with_pore_section(card: str, section: str) -> str:
+    """``card`` with its pore-level section replaced by ``section`` (inserted before the first
+    ``## `` heading when it has none)."""
+    if _PORE_BEGIN in card and _PORE_END in card:
+        head, rest = card.split(_PORE_BEGIN, 1)
+        _, tail = rest.split(_PORE_END, 1)
+        return head + section.rstrip("\n") + tail
+    at = card.find("\n## ")
+    if at < 0:
+        return card.rstrip("\n") + "\n\n" + section
+    return card[: at + 1] + section + "\n" + card[at + 1 :]
+
+
+def load_pore_evals(run_dirs: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    """``<run>/pore_eval.json`` of each run that has one, by run name (in the given order)."""
+    out = {}
+    for d in run_dirs:
+        path = Path(d) / "pore_eval.json"
+        if path.is_file():
+            out[Path(d).name] = json.loads(path.read_text())
+    return out

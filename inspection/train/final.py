@@ -25,8 +25,11 @@ from inspection.train.card import (
     RUNTIME_FILE,
     build_card,
     flat_metrics,
+    load_pore_evals,
     load_run_summaries,
+    pore_section,
     runtime_section,
+    with_pore_section,
     with_runtime_section,
 )
 from inspection.train.config import TrainConfig
@@ -220,7 +223,7 @@ def run_final(
         "lowo": {k: lowo[k] for k in ("average", "per_fold", "pooled_oof", "calibration") if k in lowo},
         "history": res.history,
     }
-    card = build_card(cfg, config, lowo, summary, comparisons, ablations)
+    card = with_pore_figures(build_card(cfg, config, lowo, summary, comparisons, ablations), cfg)
     out_dir = cfg.resolve(cfg.artifact_root) / cfg.version
     metrics = _json_safe(summary)
     model_info = save_artifact(out_dir, model, config, card, metrics, overwrite=True)  # type: ignore[arg-type]
@@ -251,6 +254,16 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def with_pore_figures(card: str, cfg: TrainConfig) -> str:
+    """``card`` with the pore-level section of the calibration run and the comparison runs (their
+    ``pore_eval.json``, from ``scripts/eval_pores.py --run``); unchanged when none was measured."""
+    runs = [cfg.resolve(Path(p)) for p in cfg.comparison_runs]
+    if cfg.calibration_from is not None:
+        runs.insert(0, cfg.resolve(cfg.calibration_from))
+    pore = load_pore_evals(runs)
+    return with_pore_section(card, pore_section(pore)) if pore else card
+
+
 def rebuild_card(cfg: TrainConfig) -> Path:
     """Rewrite ``MODEL_CARD.md`` of the artifact that ``cfg`` (mode ``final``) produced, from its
     ``config.json`` and ``metrics.json``, the LOWO run and the comparison/ablation runs as they are
@@ -275,6 +288,7 @@ def rebuild_card(cfg: TrainConfig) -> Path:
     runtimes = out_dir / RUNTIME_FILE
     if runtimes.is_file():
         card = with_runtime_section(card, runtime_section(json.loads(runtimes.read_text())))
+    card = with_pore_figures(card, cfg)
     path = out_dir / CARD_FILE
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(card)

@@ -1,0 +1,47 @@
+"""The model card's pore-level section: rows per run and held-out weld, FROC operating points."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inspection.train.card import pore_section, with_pore_section
+
+
+def _rate(count: int, total: int) -> dict[str, Any]:
+    return {"count": count, "total": total, "value": count / total if total else None}
+
+
+def _eval(recall: int, fp_curve: list[tuple[float, float, float]]) -> dict[str, Any]:
+    held = {
+        "photos": 10, "recall": _rate(recall, 20), "findings_per_photo": {"value": 1.5},
+        "false_accept": _rate(1, 8), "graded_ge1": _rate(9, 10), "review": _rate(2, 10),
+    }  # fmt: skip
+    good = {"findings_per_photo": {"value": 0.25}, "graded_ge2_without_review": _rate(0, 50)}
+    return {
+        "operating_threshold": 0.3,
+        "per_fold": {"weld01": {"held_out": held, "good_weld_crops": good}},
+        "froc_pooled": [
+            {"threshold": t, "recall": r, "findings_per_good_photo": fp} for t, r, fp in fp_curve
+        ],
+    }
+
+
+def test_pore_section_lists_every_run_and_the_best_recall_within_the_false_alarm_budget() -> None:
+    curve_a = [(0.1, 0.9, 3.0), (0.2, 0.7, 0.9), (0.3, 0.5, 0.4)]
+    curve_b = [(0.1, 0.6, 0.2)]
+    text = pore_section({"new": _eval(14, curve_a), "old": _eval(8, curve_b)})
+    assert "| new | weld01 | 10 | 0.700 (14/20) |" in text
+    assert "| old | weld01 | 10 | 0.400 (8/20) |" in text
+    # within 0.5/photo the best is t 0.3 (0.5); within 1.0 it is t 0.2 (0.7); never t 0.1 (3.0/photo)
+    assert "| new | 0.300 | 0.500 (t 0.300, 0.40/photo) | 0.700 (t 0.200, 0.90/photo) |" in text
+    assert "| old | 0.300 | 0.600 (t 0.100, 0.20/photo) | 0.600 (t 0.100, 0.20/photo) |" in text
+
+
+def test_with_pore_section_inserts_once_then_replaces() -> None:
+    card = "# Model card\n\nintro\n\n## Data\n\nstuff\n"
+    first = with_pore_section(card, pore_section({"a": _eval(5, [(0.2, 0.3, 0.1)])}))
+    assert first.index("Pore-level validation") < first.index("## Data")
+    second = with_pore_section(first, pore_section({"b": _eval(6, [(0.2, 0.3, 0.1)])}))
+    assert second.count("Pore-level validation") == 1
+    assert "| b | weld01" in second and "| a | weld01" not in second
+    assert second.endswith("## Data\n\nstuff\n")
