@@ -67,10 +67,19 @@ class PreprocessConfig(_Section):
 
 
 class GradingConfig(_Section):
-    """Reference grades from counts: grade g is reached when count >= thresholds[g-1]."""
+    """Grades from counts: grade g is reached when count >= thresholds[g-1].
+
+    The same thresholds define the reference grades of the labels and, with
+    ``porosity_from_findings``, the porosity grade a result reports: the binned count of its
+    porosity findings (the circles), so that grade, circles, standards verdict and advice tell one
+    story. The ordinal head is the cross-check: when it gives the count's grade a probability below
+    ``findings_agreement_min_prob``, the photo goes to review (``grade_findings_disagree``).
+    """
 
     porosity_thresholds: tuple[int, int, int] = (1, 2, 4)
     spatter_thresholds: tuple[int, int, int] = (1, 6, 21)
+    porosity_from_findings: bool = True
+    findings_agreement_min_prob: float = Field(0.1, ge=0.0, le=1.0)
 
     @field_validator("porosity_thresholds", "spatter_thresholds")
     @classmethod

@@ -30,7 +30,7 @@ from inspection.image.prepare import ImageInput, PrepareConfig, Prepared, elapse
 from inspection.image.preprocess import tile_to_source
 from inspection.model.agreement import BackendAgreement, agreement
 from inspection.model.artifact import CONFIG_FILE, default_model_dir, sha256_file
-from inspection.model.postprocess import check_probs, decide_tiles, decode_peaks
+from inspection.model.postprocess import check_probs, decide_tiles, decode_peaks, grade_from_findings
 from inspection.model.runtime import Grader, RawPrediction
 from inspection.recommend import RuleStats, recommend
 from inspection.standards import assess as assess_standards
@@ -199,6 +199,17 @@ class Inspector:
                     reasons.append(f"abstain:{defect.value}")
             porosity, spatter = heads[Defect.POROSITY], heads[Defect.SPATTER]
             findings = self._findings(p, raw, idx)
+            grading = self.app_config.grading
+            if grading.porosity_from_findings:
+                n_pores = sum(1 for f in findings if f.kind is Defect.POROSITY)
+                porosity, disagree = grade_from_findings(
+                    porosity, n_pores, grading.porosity_thresholds, grading.findings_agreement_min_prob
+                )
+                if disagree:
+                    reasons.append("grade_findings_disagree")
+                zero_rule = cfg.thresholds.abstain[Defect.POROSITY.value].max_p_defect_for_zero
+                if porosity.grade == 0 and 1.0 - porosity.probs[0] > zero_rule:
+                    reasons.append("abstain:porosity")  # no circle, yet the head sees pores: a person looks
             ood = float(np.max(raw.ood_scores[idx]))
             if ood > cfg.thresholds.ood:
                 reasons.append("out_of_distribution")

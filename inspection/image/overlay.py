@@ -70,6 +70,44 @@ def draw_overlay(
     return out
 
 
+POROSITY_THRESHOLDS: tuple[int, int, int] = (1, 2, 4)
+"""Pore counts that reach grades 1, 2 and 3 (``GradingConfig.porosity_thresholds``)."""
+
+
+def grade_range(
+    grade: int, thresholds: tuple[int, int, int] = POROSITY_THRESHOLDS, noun: str = "pore"
+) -> str:
+    """The counts a grade stands for, in words: ``"no pores"``, ``"1 pore"``, ``"2-3 pores"``,
+    ``"4 or more pores"`` with the default thresholds."""
+    if not 0 <= grade <= len(thresholds):
+        msg = f"grade must be in 0..{len(thresholds)}, got {grade}"
+        raise ValueError(msg)
+    if grade == 0:
+        return f"no {noun}s"
+    lo = thresholds[grade - 1]
+    if grade == len(thresholds):
+        return f"{lo} or more {noun}s"
+    hi = thresholds[grade] - 1
+    if lo == hi:
+        return f"{lo} {noun}" + ("" if lo == 1 else "s")
+    return f"{lo}-{hi} {noun}s"
+
+
+def porosity_caption(result: InspectionResult, thresholds: tuple[int, int, int] = POROSITY_THRESHOLDS) -> str:
+    """The porosity line a welder reads: ``"2 pores found (grade 2, 2-3 pores)"``; names the
+    head's grade separately when it is not the count's (an older result, or the rule switched off)."""
+    head = result.porosity
+    if head is None:
+        return "porosity: not graded"
+    n = sum(1 for f in result.findings if f.kind is Defect.POROSITY)
+    found = "no pores found" if n == 0 else f"{n} pore{'s' if n != 1 else ''} found"
+    text = f"{found} (grade {head.grade}, {grade_range(head.grade, thresholds)})"
+    counted = sum(1 for t in thresholds if n >= t)
+    if counted != head.grade:
+        text = f"{found}; porosity grade {head.grade} ({grade_range(head.grade, thresholds)})"
+    return text
+
+
 def _head_text(result: InspectionResult, defect: Defect) -> str:
     head = result.head(defect)
     if head is None:
@@ -78,7 +116,7 @@ def _head_text(result: InspectionResult, defect: Defect) -> str:
 
 
 def _header(image: Image, result: InspectionResult, scale: float) -> Image:
-    lines = [f"{_head_text(result, Defect.POROSITY)}   {_head_text(result, Defect.SPATTER)}"]
+    lines = [f"{porosity_caption(result)}   {_head_text(result, Defect.SPATTER)}"]
     if result.needs_review:
         lines.append("REVIEW: " + ", ".join(result.review_reasons))
     font = cv2.FONT_HERSHEY_SIMPLEX

@@ -235,6 +235,32 @@ def _decide(p: npt.NDArray[np.float64], rule: AbstainRule) -> tuple[HeadResult, 
     return HeadResult(grade=grade, probs=tuple(values), confidence=confidence), abstained
 
 
+def grade_of_count(count: int, thresholds: tuple[int, int, int]) -> int:
+    """The 0..3 grade of ``count`` objects (how many of the increasing ``thresholds`` it reaches)."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        msg = f"count must be a non-negative int, got {count!r}"
+        raise ValueError(msg)
+    return sum(1 for t in thresholds if count >= t)
+
+
+def grade_from_findings(
+    head: HeadResult, n_findings: int, thresholds: tuple[int, int, int], min_prob: float
+) -> tuple[HeadResult, bool]:
+    """The head result re-graded by the count of its findings, and whether the two views disagree.
+
+    The grade becomes the binned count (``thresholds``, e.g. 0 / 1 / 2-3 / 4+ pores); ``probs``
+    stay the head's calibrated distribution and ``confidence`` is the probability the head gives
+    that grade. They disagree when that probability is below ``min_prob``: beyond what the
+    calibrated head admits, so the photo must go to a person rather than print two stories.
+    """
+    if not 0.0 <= min_prob <= 1.0:
+        msg = f"min_prob must be in [0, 1], got {min_prob!r}"
+        raise ValueError(msg)
+    grade = grade_of_count(n_findings, thresholds)
+    p = head.probs[grade]
+    return HeadResult(grade=grade, probs=head.probs, confidence=p), p < min_prob
+
+
 @dataclass(frozen=True, eq=False)
 class OodStats:
     """Embedding statistics of the training data for out-of-distribution scoring.
