@@ -1,10 +1,13 @@
-"""``weldinspect score`` on the bundled samples gives the records it gave before the package moved.
+"""``weldinspect score`` on the bundled samples gives exactly the committed records.
 
-``tests/golden/score_samples.jsonl`` was written by ``weldinspect score data/samples/annotations.jsonl
---context data/samples/context.csv --model models/weld-grader/2026.12.1`` at the commit before the
-structure change (issue 21), with the run-time fields (``timings_ms``, ``elapsed_ms``) dropped.
-Restructuring must not change a single grade, finding, verdict or piece of advice. Regenerate
-only after an intended behaviour change: ``UPDATE_GOLDEN=1 pytest tests/batch/test_golden_samples.py``.
+``tests/golden/score_samples.jsonl`` holds the records of ``weldinspect score
+data/samples/annotations.jsonl --context data/samples/context.csv --model
+models/weld-grader/2026.12.1`` with the run-time fields (``timings_ms``, ``elapsed_ms``) dropped.
+It was first written at the commit before the structure change (issue 21; the move changed no
+record), and regenerated once for an intended change: the porosity grade follows the findings
+(issue 22). Refactoring must not change a single grade, finding, verdict or piece of advice.
+Regenerate only after an intended behaviour change, and say which records changed and why:
+``UPDATE_GOLDEN=1 pytest tests/batch/test_golden_samples.py``.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def _differences(a: Any, b: Any, where: str = "") -> list[str]:
 
 
 @pytest.mark.slow
-def test_score_on_bundled_samples_matches_the_records_from_before_the_move(tmp_path: Path) -> None:
+def test_score_on_bundled_samples_matches_the_committed_records(tmp_path: Path) -> None:
     out = tmp_path / "results.jsonl"
     argv = [
         sys.executable, "-c", "from inspection.cli import main; main()",
