@@ -8,13 +8,14 @@ the valid ones.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 ENV_PREFIX = "WELDINSPECT_"
 
@@ -64,6 +65,52 @@ class PreprocessConfig(_Section):
     tile_length: int = Field(512, ge=16)
     tile_overlap: float = Field(0.25, ge=0, lt=1)
     max_tiles: int = Field(4, ge=1)
+
+
+_SHARES = (
+    "max_background_share",
+    "min_seam_span",
+    "min_texture_extent",
+    "min_texture_share",
+    "min_detail_share",
+    "max_vivid_share",
+    "max_impulse_share",
+)
+
+
+class DomainConfig(_Section):
+    """The domain gate (``inspection.image.domain``): is the photo a seam close-up in the
+    appearance range the grader learned? Photos that fail are routed to review as
+    ``not_seam_closeup`` or ``unfamiliar_appearance`` and not graded.
+
+    Shares are fractions in [0, 1]; ``min_seam_contrast`` is a ratio (>= 1 means the seam band
+    holds more texture per area than the rest of the frame); ``min_colourfulness`` is a mean
+    channel spread in grey levels (0 = greyscale). The defaults were chosen on weld00 and weld01 of
+    ``../shared/data/weld-porosity`` plus half of the other evaluation sets (split by source image)
+    and checked on the rest: ``docs/domain_gate.md``. They belong to the appearance range of the
+    shipped model's training photos; re-measure them with ``scripts/eval_domain_gate.py`` for a
+    model trained on other photos.
+    """
+
+    enabled: bool = True
+    work_size: int = Field(160, ge=64, le=2048)  # long side of the grey copy the layout is measured on
+    max_background_share: float = 0.35  # featureless area (bench, paper, wall) of the frame
+    min_seam_span: float = 0.5  # share of the seam band's length that carries bead texture
+    min_texture_extent: float = 0.3  # spread of the most textured cells along their main axis
+    min_texture_share: float = 0.11  # with min_seam_contrast: texture packed into a small object
+    min_seam_contrast: float = Field(3.5, ge=0)
+    min_detail_share: float = 0.12  # in-focus share: a small sharp object on a blurred background
+    min_colourfulness: float = Field(2.0, ge=0, le=255)  # below: a greyscale photo
+    max_vivid_share: float = 0.02  # saturated bright colours: paint, text overlays, graphics
+    max_impulse_share: float = 0.003  # salt-and-pepper pixels (another camera or processing)
+
+    @field_validator(*_SHARES)
+    @classmethod
+    def _share(cls, v: float, info: ValidationInfo) -> float:
+        if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+            msg = f"{info.field_name} must be a share in [0, 1], got {v!r}"
+            raise ValueError(msg)
+        return v
 
 
 class GradingConfig(_Section):
@@ -127,6 +174,7 @@ class AppConfig(_Section):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     grading: GradingConfig = Field(default_factory=GradingConfig)
+    domain: DomainConfig = Field(default_factory=DomainConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
 

@@ -4,10 +4,17 @@ Batch scoring, the evidence ledger, recommendations and the station service all 
 The work is split in two stages so callers can parallelise the first:
 
 * :func:`inspection.image.prepare.prepare` (pure CPU, no model, picklable in and out, no torch import):
-  decode, quality gate, seam localisation and tiles. Batch scoring runs it in prefetch threads
-  or in worker processes.
+  decode, quality gate, seam localisation, domain gate and tiles. Batch scoring runs it in
+  prefetch threads or in worker processes.
 * :meth:`Inspector.finish` (the model): batched inference over the prepared tiles, grade decisions,
   findings in source pixels (and mm), standards verdicts, review routing.
+
+Review routing and grades (``docs/results_schema.md``): a photo that fails the quality gate or
+the domain gate's image checks (``not_seam_closeup``, ``unfamiliar_appearance``) is not graded:
+the model does not run, ``porosity``/``spatter`` are None, there are no findings and no standards
+verdict. A graded photo whose embedding is far from the training data gets
+``unfamiliar_appearance`` plus ``out_of_distribution`` and keeps its grades as provisional, like an
+abstaining head: ``needs_review`` is True and a reviewer confirms them.
 
 ``Inspector.inspect`` and ``Inspector.inspect_many`` chain both for ordinary callers.
 """
@@ -25,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inspection.config import AppConfig
+from inspection.image.domain import UNFAMILIAR_APPEARANCE
 from inspection.image.ingest import IngestError
 from inspection.image.prepare import ImageInput, PrepareConfig, Prepared, elapsed_ms, prepare
 from inspection.image.preprocess import tile_to_source
@@ -36,6 +44,7 @@ from inspection.recommend import RuleStats, recommend
 from inspection.standards import assess as assess_standards
 from inspection.types import (
     Defect,
+    DomainVerdict,
     Finding,
     InspectionContext,
     InspectionResult,
@@ -80,6 +89,7 @@ class Inspector:
             ingest=self.app_config.ingest,
             quality=self.app_config.quality,
             preprocess=model_cfg.preprocess_config(),
+            domain=self.app_config.domain,
         )
         self.config_sha256 = config_sha256
         """SHA-256 of the artifact's ``config.json`` (recorded in evidence)."""
@@ -184,6 +194,9 @@ class Inspector:
         cfg = self.grader.config
         timings = dict(p.timings_ms)
         reasons = [f"quality:{r}" for r in p.quality.reasons]
+        domain = p.domain
+        if domain is not None:
+            reasons.extend(domain.reasons)
         porosity = spatter = None
         findings: list[Finding] = []
         ood: float | None = None
@@ -212,7 +225,8 @@ class Inspector:
                     reasons.append("abstain:porosity")  # no circle, yet the head sees pores: a person looks
             ood = float(np.max(raw.ood_scores[idx]))
             if ood > cfg.thresholds.ood:
-                reasons.append("out_of_distribution")
+                reasons += [UNFAMILIAR_APPEARANCE, "out_of_distribution"]
+                domain = _with_embedding_flag(domain, ood)
             if with_maps:
                 maps = self._source_maps(p, raw, idx)
             timings["postprocess"] = elapsed_ms(t0)
@@ -238,6 +252,7 @@ class Inspector:
             timings_ms=timings,
             ood_score=ood,
             context=p.context,
+            domain=domain,
         )
         return Inspection(result, maps)
 
@@ -321,6 +336,20 @@ class Inspector:
                 warped = cv2.warpAffine(up, m, (p.width, p.height), flags=cv2.INTER_LINEAR, borderValue=0.0)
                 np.maximum(out[c], warped, out=out[c])
         return out
+
+
+def _with_embedding_flag(domain: DomainVerdict | None, ood: float) -> DomainVerdict:
+    """``domain`` (None = the image checks did not run) with the model's embedding flag added:
+    reason ``unfamiliar_appearance``, failed check ``ood_score``, measure ``ood_score``."""
+    measures = {**(domain.measures if domain is not None else {}), "ood_score": round(ood, 6)}
+    reasons = domain.reasons if domain is not None else ()
+    failed = domain.failed if domain is not None else ()
+    return DomainVerdict(
+        ok=False,
+        reasons=tuple(dict.fromkeys((*reasons, UNFAMILIAR_APPEARANCE))),
+        failed=(*failed, "ood_score"),
+        measures=measures,
+    )
 
 
 def recommendation_for(

@@ -184,6 +184,30 @@ class QualityVerdict:
 
 
 @dataclass(frozen=True)
+class DomainVerdict:
+    """Result of the domain gate (``inspection.image.domain``): is the photo a seam close-up in the
+    appearance range the grader learned? ``ok`` is False when any reason applies.
+
+    ``reasons`` are stable review codes (``not_seam_closeup``, ``unfamiliar_appearance``);
+    ``failed`` names the checks that gave them (``background_share``, ``colourfulness``, ...,
+    ``ood_score`` for the model's embedding); ``measures`` holds every value they were decided on.
+    """
+
+    ok: bool
+    reasons: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    measures: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.ok == bool(self.reasons):
+            msg = (
+                "DomainVerdict.ok must be True exactly when there are no reasons, "
+                f"got ok={self.ok} with reasons {self.reasons}"
+            )
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True)
 class HeadResult:
     """One ordinal head's output: grade 0..3, calibrated class probabilities, confidence."""
 
@@ -315,12 +339,15 @@ class InspectionResult:
     * ``image_sha256``: hex SHA-256 of the image bytes as received (or of the pixel array when
       inspected from an array).
     * ``quality``: the quality gate verdict; ``seam``: the localised seam (None if not found).
-    * ``porosity`` / ``spatter``: grades with calibrated probabilities (None when not graded,
-      e.g. no seam found).
+    * ``domain``: the domain gate verdict (None when not assessed: quality gate failed or gate
+      disabled, and no embedding flag); omitted from :meth:`to_dict` when None.
+    * ``porosity`` / ``spatter``: grades with calibrated probabilities; None when not graded
+      (the quality gate or the domain gate's image checks failed, so the model did not run). When
+      present while ``needs_review`` is True they are provisional, to be confirmed by a reviewer.
     * ``findings``: localised pores and droplets; ``standards``: the standards verdicts.
     * ``needs_review`` with ``review_reasons`` (stable codes: ``quality:<reason>``,
-      ``abstain:<head>``, ``out_of_distribution``).
-    * ``timings_ms``: per stage (decode, quality, preprocess, model, postprocess, standards).
+      ``not_seam_closeup``, ``unfamiliar_appearance``, ``abstain:<head>``, ``out_of_distribution``).
+    * ``timings_ms``: per stage (decode, quality, preprocess, domain, model, postprocess, standards).
     """
 
     image_sha256: str
@@ -338,6 +365,7 @@ class InspectionResult:
     timings_ms: Mapping[str, float]
     ood_score: float | None = None
     context: InspectionContext | None = None
+    domain: DomainVerdict | None = None
     schema_version: str = SCHEMA_VERSION
 
     def head(self, defect: Defect) -> HeadResult | None:
@@ -348,6 +376,8 @@ class InspectionResult:
         d: dict[str, Any] = _jsonable(self)
         if not d["model"].get("runtime"):
             d["model"].pop("runtime", None)
+        if d["domain"] is None:  # not assessed: omitted, as in records made before the gate existed
+            del d["domain"]
         return d
 
     @classmethod
@@ -389,6 +419,14 @@ class InspectionResult:
         def quality(v: Mapping[str, Any]) -> QualityVerdict:
             return QualityVerdict(bool(v["ok"]), tuple(v.get("reasons", ())), dict(v.get("measures", {})))
 
+        def domain(v: Mapping[str, Any]) -> DomainVerdict:
+            return DomainVerdict(
+                bool(v["ok"]),
+                tuple(v.get("reasons", ())),
+                tuple(v.get("failed", ())),
+                dict(v.get("measures", {})),
+            )
+
         return cls(
             image_sha256=str(d["image_sha256"]),
             width=int(d["width"]),
@@ -405,6 +443,7 @@ class InspectionResult:
             timings_ms=dict(d.get("timings_ms", {})),
             ood_score=d.get("ood_score"),
             context=opt("context", InspectionContext.from_dict),
+            domain=opt("domain", domain),
             schema_version=str(version),
         )
 

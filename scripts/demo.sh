@@ -20,6 +20,30 @@ rc=$?
 set -e
 [ $rc -eq 0 ] || [ $rc -eq 3 ] || exit $rc
 
+echo "== 2b. why samples went to review (a person confirms these before they count)"
+python - "$OUT/results.jsonl" <<'PY'
+import json, sys
+from collections import defaultdict
+meaning = {
+    "not_seam_closeup": "not a seam close-up (wide shot, several parts, small seam): not graded",
+    "unfamiliar_appearance": "looks unlike the photos the model learned: graded only provisionally, or not at all",
+    "out_of_distribution": "the model's own embedding finds it unfamiliar; these samples are procedural renders, "
+    "not photos, and the model learned three real welds, so many are flagged",
+    "grade_findings_disagree": "the pore count and the grading head disagree",
+    "abstain:porosity": "porosity grade not confident enough",
+    "abstain:spatter": "spatter grade not confident enough",
+}
+by = defaultdict(list)
+records = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+for rec in records:
+    for reason in rec["review_reasons"]:
+        by[reason].append(rec["image"].rsplit("/", 1)[-1])
+print(f"{sum(r['needs_review'] for r in records)} of {len(records)} samples need review")
+for reason, names in sorted(by.items(), key=lambda kv: -len(kv[1])):
+    text = meaning.get(reason, "quality gate: " + reason.split(":", 1)[-1] if reason.startswith("quality:") else reason)
+    print(f"  {len(names):2d} x {reason}: {text}\n       {' '.join(names)}")
+PY
+
 echo "== 3. one image in detail, with its overlay"
 python - "$OUT" <<'PY'
 import json, sys

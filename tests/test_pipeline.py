@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -233,3 +234,99 @@ def test_result_records_the_runtime(inspector: Inspector, weld_image: np.ndarray
         {**result.to_dict(), "model": {"name": "m", "version": "1", "sha256": "0" * 64}}
     )
     assert "runtime" not in unrecorded.to_dict()["model"]  # older records keep their exact form
+
+
+# -- domain gate: photos the grader is not competent for -------------------------------------------
+
+
+def _zoomed_out(image: np.ndarray, factor: float = 4.0) -> np.ndarray:
+    """``image`` shrunk ``factor`` times onto a plain bench of its own size (a wide shot)."""
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (round(w / factor), round(h / factor)), interpolation=cv2.INTER_AREA)
+    noise = np.random.default_rng(0).normal(0.0, 0.8, (h, w, 3))
+    out = np.clip(np.array([205.0, 200.0, 190.0]) + noise, 0, 255).astype(np.uint8)
+    y, x = h // 3, w // 4
+    out[y : y + small.shape[0], x : x + small.shape[1]] = small
+    return out
+
+
+def _greyscale(image: np.ndarray) -> np.ndarray:
+    return np.repeat(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [(_zoomed_out, "not_seam_closeup"), (_greyscale, "unfamiliar_appearance")],
+    ids=["wide-shot", "greyscale"],
+)
+def test_out_of_domain_photo_is_routed_and_not_graded(
+    inspector: Inspector, weld_image: np.ndarray, make: Callable[[np.ndarray], np.ndarray], reason: str
+) -> None:
+    from inspection.batch.runner import result_record
+
+    result = inspector.inspect(make(weld_image))
+    assert result.quality.ok
+    assert result.needs_review and reason in result.review_reasons
+    assert result.domain is not None and not result.domain.ok and result.domain.failed
+    assert reason in result.domain.reasons
+    # withheld, not graded silently: no grades, no findings, no standards verdict
+    assert result.porosity is None and result.spatter is None
+    assert result.findings == () and result.standards is None
+    assert "model" not in result.timings_ms and "domain" in result.timings_ms
+    record = result_record("x.jpg", result, 1.0)
+    assert record["status"] == "review" and record["porosity"] is None and record["spatter"] is None
+    assert record["domain"]["reasons"] == list(result.domain.reasons)
+    back = InspectionResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert back == result
+
+
+def test_close_up_passes_the_domain_gate(inspector: Inspector, weld_image: np.ndarray) -> None:
+    result = inspector.inspect(weld_image)
+    assert result.domain is not None
+    assert result.domain.measures["seam_span"] > 0
+    assert not {"not_seam_closeup"} & set(result.review_reasons)
+    assert result.porosity is not None
+
+
+def test_embedding_flag_keeps_provisional_grades_under_review(tmp_path: Path, weld_image: np.ndarray) -> None:
+    inspector = Inspector.from_artifact(make_tiny_artifact(tmp_path / "m", thresholds={"ood": 1e-9}))
+    result = inspector.inspect(weld_image)
+    # the old code stays (consumers filter on it); the reason category is added beside it
+    assert {"unfamiliar_appearance", "out_of_distribution"} <= set(result.review_reasons)
+    assert result.needs_review
+    assert result.domain is not None and not result.domain.ok
+    assert result.domain.failed == ("ood_score",)
+    assert result.domain.measures["ood_score"] == pytest.approx(result.ood_score, abs=1e-6)
+    assert result.porosity is not None  # provisional: the model ran, a reviewer confirms
+
+
+def test_domain_gate_can_be_switched_off(tiny_model_dir: Path, weld_image: np.ndarray) -> None:
+    from inspection.config import AppConfig
+
+    off = Inspector.from_artifact(
+        tiny_model_dir, config=AppConfig.model_validate({"domain": {"enabled": False}})
+    )
+    result = off.inspect(_greyscale(weld_image))
+    assert (
+        "unfamiliar_appearance" not in result.review_reasons or "out_of_distribution" in result.review_reasons
+    )
+    assert result.porosity is not None
+    assert result.domain is None or result.domain.failed == ("ood_score",)
+
+
+def test_a_routed_photo_is_never_an_unreviewed_grade(inspector: Inspector, weld_image: np.ndarray) -> None:
+    """Across in-domain, out-of-domain and failed photos: a grade without review is only ever given
+    to a photo that passed both gates, and every domain reason means review."""
+    from inspection.batch.runner import result_record
+
+    dark = (weld_image * 0.05).astype(np.uint8)
+    images = [weld_image, _zoomed_out(weld_image), _greyscale(weld_image), dark, _zoomed_out(weld_image, 6.0)]
+    for result in inspector.inspect_many(images):
+        domain_reasons = {"not_seam_closeup", "unfamiliar_appearance"} & set(result.review_reasons)
+        if domain_reasons or not result.quality.ok:
+            assert result.needs_review
+            assert result_record("x", result, 0.0)["status"] == "review"
+        if result.porosity is not None and not result.needs_review:
+            assert result.quality.ok and result.domain is not None and result.domain.ok
+        if result.domain is not None and not result.domain.ok and "ood_score" not in result.domain.failed:
+            assert result.porosity is None and result.findings == ()

@@ -146,6 +146,24 @@ def test_result_json_round_trip() -> None:
     assert json.loads(text)["findings"][0]["kind"] == "porosity"
 
 
+def test_domain_verdict_round_trips_and_is_omitted_when_not_assessed() -> None:
+    from dataclasses import replace
+
+    from inspection.types import DomainVerdict
+
+    assert "domain" not in _result().to_dict()  # records made without the gate stay as they were
+    verdict = DomainVerdict(
+        ok=False,
+        reasons=("unfamiliar_appearance",),
+        failed=("colourfulness", "ood_score"),
+        measures={"colourfulness": 0.0, "ood_score": 0.9},
+    )
+    result = replace(_result(), domain=verdict)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["domain"]["failed"] == ["colourfulness", "ood_score"]
+    assert InspectionResult.from_dict(data) == result
+
+
 def test_result_refuses_unknown_schema_version() -> None:
     data = _result().to_dict()
     data["schema_version"] = "9.9"

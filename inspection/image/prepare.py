@@ -1,7 +1,7 @@
-"""The prepare stage: decode, quality gate, seam localisation and tiles (no model, no torch).
+"""The prepare stage: decode, quality gate, seam localisation, domain gate and tiles (no model, no torch).
 
 :func:`prepare` is pure CPU and picklable in and out, so batch scoring can run it in threads or in
-worker processes; this module imports only the light stages (ingest, preprocess, quality), so a
+worker processes; this module imports only the light stages (ingest, preprocess, quality, domain), so a
 worker process starts in a fraction of a second. :class:`inspection.pipeline.Inspector` runs the
 model stage on its output.
 """
@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from inspection.config import IngestConfig, PreprocessConfig, QualityConfig
+from inspection.config import DomainConfig, IngestConfig, PreprocessConfig, QualityConfig
+from inspection.image.domain import assess_domain
 from inspection.image.ingest import Decoded, decode_reduced, image_sha256, read_image_bytes
-from inspection.image.preprocess import Preprocessed, preprocess
+from inspection.image.preprocess import Preprocessed, preprocess, seam_energy
 from inspection.image.quality import assess_quality
-from inspection.types import Image, InspectionContext, QualityVerdict, check_image, luma
+from inspection.types import DomainVerdict, Image, InspectionContext, QualityVerdict, check_image, luma
 
 ImageInput = Image | bytes | Path | str
 """What ``inspect`` accepts: an RGB array (the contract), encoded bytes, or a file path."""
@@ -33,13 +34,15 @@ class PrepareConfig:
     ingest: IngestConfig
     quality: QualityConfig
     preprocess: PreprocessConfig
+    domain: DomainConfig = field(default_factory=DomainConfig)
 
 
 @dataclass(frozen=True, eq=False)
 class Prepared:
-    """An image after decode, quality gate and preprocessing, ready for the model.
+    """An image after decode, quality gate, preprocessing and domain gate, ready for the model.
 
-    ``pre`` is None only when the quality gate failed (the image is not graded).
+    ``pre`` is None when the quality gate or the domain gate failed (the image is not graded);
+    ``domain`` is None when the domain gate did not run (quality gate failed, or it is disabled).
     """
 
     name: str
@@ -50,6 +53,7 @@ class Prepared:
     pre: Preprocessed | None
     context: InspectionContext | None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    domain: DomainVerdict | None = None
 
 
 def elapsed_ms(t0: float) -> float:
@@ -79,7 +83,7 @@ def prepare(
     context: InspectionContext | None = None,
     sha256: str | None = None,
 ) -> Prepared:
-    """Decode (if needed), run the quality gate and preprocess one image.
+    """Decode (if needed), run the quality gate, preprocess and run the domain gate on one image.
 
     ``sha256``: the caller's hash of ``image`` when it is encoded bytes it has already hashed
     (batch scoring hashes every file first to skip those already scored); otherwise computed here.
@@ -110,12 +114,21 @@ def prepare(
 
     t0 = time.perf_counter()
     gray = luma(arr)  # both the seam search and the quality gate start from the grey levels
-    pre = preprocess(arr, cfg.preprocess, (height, width), gray=gray)
+    energy = seam_energy(
+        arr, cfg.preprocess.work_size, (height, width), gray=gray
+    )  # seam search and domain gate
+    pre = preprocess(arr, cfg.preprocess, (height, width), gray=gray, energy=energy)
     timings["preprocess"] = elapsed_ms(t0)
 
     t0 = time.perf_counter()
     quality = assess_quality(arr, cfg.quality, seam_score=pre.seam_score, gray=gray)
     timings["quality"] = elapsed_ms(t0)
+
+    domain = None
+    if quality.ok and cfg.domain.enabled:  # a photo unfit to judge gets no domain verdict
+        t0 = time.perf_counter()
+        domain = assess_domain(arr, pre.region, cfg.domain, (height, width), gray=gray, energy=energy)
+        timings["domain"] = elapsed_ms(t0)
 
     return Prepared(
         name=label,
@@ -123,7 +136,8 @@ def prepare(
         width=int(width),
         height=int(height),
         quality=quality,
-        pre=pre if quality.ok else None,
+        pre=pre if quality.ok and (domain is None or domain.ok) else None,
         context=context,
         timings_ms=timings,
+        domain=domain,
     )

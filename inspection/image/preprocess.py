@@ -649,12 +649,31 @@ def _search(
     return prof, bands, norm
 
 
+def seam_energy(
+    image: Image,
+    work_size: int,
+    source_size: tuple[int, int] | None = None,
+    *,
+    gray: npt.NDArray[np.uint8] | None = None,
+) -> npt.NDArray[np.float32]:
+    """The texture-energy grid the seam search projects: :func:`texture_energy` at ``work_size``,
+    area-reduced to a long side of at most ``PROJECTION_SIZE`` cells. Arguments as for
+    :func:`texture_energy`; computed once per photo and shared with the domain gate."""
+    energy = texture_energy(image, work_size, source_size, gray=gray)
+    if max(energy.shape) > PROJECTION_SIZE:
+        k = PROJECTION_SIZE / max(energy.shape)
+        size = (max(1, round(energy.shape[1] * k)), max(1, round(energy.shape[0] * k)))
+        energy = np.asarray(cv2.resize(energy, size, interpolation=cv2.INTER_AREA), dtype=np.float32)
+    return energy
+
+
 def locate_seam(
     image: Image,
     cfg: PreprocessConfig,
     source_size: tuple[int, int] | None = None,
     *,
     gray: npt.NDArray[np.uint8] | None = None,
+    energy: npt.NDArray[np.float32] | None = None,
 ) -> SeamRegion | None:
     """Find the weld bead: an oriented band (centre, length along, width across, angle, score).
 
@@ -674,15 +693,13 @@ def locate_seam(
 
     ``source_size`` ``(height, width)``: ``image`` is a downscaled copy of a source of that size
     (a reduced JPEG decode); the region is then in source pixels. ``gray``: the image's luma
-    when the caller already has it (see :func:`texture_energy`).
+    when the caller already has it (see :func:`texture_energy`); ``energy``: :func:`seam_energy`
+    of the image at ``cfg.work_size`` when the caller already has it.
     """
     check_image(image)
     height, width = _source_size(image, source_size)
-    energy = texture_energy(image, cfg.work_size, (height, width), gray=gray)
-    if max(energy.shape) > PROJECTION_SIZE:
-        k = PROJECTION_SIZE / max(energy.shape)
-        size = (max(1, round(energy.shape[1] * k)), max(1, round(energy.shape[0] * k)))
-        energy = np.asarray(cv2.resize(energy, size, interpolation=cv2.INTER_AREA), dtype=np.float32)
+    if energy is None:
+        energy = seam_energy(image, cfg.work_size, (height, width), gray=gray)
     mean_e = float(energy.mean())
     if mean_e < MIN_ENERGY:
         logger.debug("locate_seam: featureless image (mean energy %.3g)", mean_e)
@@ -902,6 +919,7 @@ def preprocess(
     source_size: tuple[int, int] | None = None,
     *,
     gray: npt.NDArray[np.uint8] | None = None,
+    energy: npt.NDArray[np.float32] | None = None,
 ) -> Preprocessed:
     """Locate the seam, extract the strip and cut the tiles (the one path for training and inference).
 
@@ -909,11 +927,12 @@ def preprocess(
     and ``seam_score`` is 0, so the pipeline still runs and the quality gate routes to review.
     ``source_size`` ``(height, width)``: ``image`` is a downscaled copy of a source of that size
     (a reduced JPEG decode); every coordinate returned is then in source pixels. ``gray``: the
-    image's luma when the caller already has it (see :func:`texture_energy`).
+    image's luma when the caller already has it (see :func:`texture_energy`); ``energy``: its
+    :func:`seam_energy` at ``cfg.work_size``.
     """
     check_image(image)
     height, width = _source_size(image, source_size)
-    region = locate_seam(image, cfg, (height, width), gray=gray)
+    region = locate_seam(image, cfg, (height, width), gray=gray, energy=energy)
     if region is None:
         use = whole_image_region(height, width, 0.0)
         score = 0.0

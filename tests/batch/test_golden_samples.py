@@ -4,8 +4,11 @@
 data/samples/annotations.jsonl --context data/samples/context.csv --model
 models/weld-grader/2026.12.1`` with the run-time fields (``timings_ms``, ``elapsed_ms``) dropped.
 It was first written at the commit before the structure change (issue 21; the move changed no
-record), and regenerated once for an intended change: the porosity grade follows the findings
-(issue 22). Refactoring must not change a single grade, finding, verdict or piece of advice.
+record), and regenerated for two intended changes: the porosity grade follows the findings
+(issue 22); the domain gate (issue 17): every record gains ``domain`` (all 24 samples pass its image
+checks), and the 13 the model's embedding flags gain the reason ``unfamiliar_appearance`` before
+``out_of_distribution`` (their advice message names it too); no grade, finding or verdict changed.
+Refactoring must not change a single grade, finding, verdict or piece of advice.
 Regenerate only after an intended behaviour change, and say which records changed and why:
 ``UPDATE_GOLDEN=1 pytest tests/batch/test_golden_samples.py``.
 """
