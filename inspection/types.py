@@ -31,6 +31,31 @@ SCHEMA_VERSION = "1.0"
 GRADE_LEVELS = 4
 """Ordinal grades run 0 (none) .. 3 (severe) for every graded defect."""
 
+
+def _check_thresholds(thresholds: tuple[int, ...]) -> None:
+    if len(thresholds) != GRADE_LEVELS - 1 or not all(
+        isinstance(t, int) and not isinstance(t, bool) for t in thresholds
+    ):
+        msg = f"thresholds must be {GRADE_LEVELS - 1} ints, got {thresholds!r}"
+        raise ValueError(msg)
+    if not 0 < thresholds[0] < thresholds[1] < thresholds[2]:
+        msg = f"thresholds must be strictly increasing positive counts, got {thresholds!r}"
+        raise ValueError(msg)
+
+
+def grade_from_count(count: int, thresholds: tuple[int, int, int]) -> int:
+    """The 0..3 grade for ``count`` objects: the number of thresholds that ``count`` reaches.
+
+    >>> [grade_from_count(n, (1, 2, 4)) for n in (0, 1, 2, 3, 4, 9)]
+    [0, 1, 2, 2, 3, 3]
+    """
+    _check_thresholds(thresholds)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        msg = f"count must be a non-negative int, got {count!r}"
+        raise ValueError(msg)
+    return sum(1 for t in thresholds if count >= t)
+
+
 LABELS: tuple[str, ...] = (
     "porosity",
     "spatter",

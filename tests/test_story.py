@@ -12,9 +12,16 @@ import pytest
 from inspection.config import AppConfig, GradingConfig
 from inspection.data.synth import generate_weld
 from inspection.image.overlay import grade_range, porosity_caption
-from inspection.model.postprocess import grade_from_findings, grade_of_count
+from inspection.model.postprocess import grade_from_findings
 from inspection.pipeline import Inspector, recommendation_for
-from inspection.types import Defect, Finding, HeadResult, InspectionContext, InspectionResult
+from inspection.types import (
+    Defect,
+    Finding,
+    HeadResult,
+    InspectionContext,
+    InspectionResult,
+    grade_from_count,
+)
 
 THRESHOLDS = (1, 2, 4)
 
@@ -55,7 +62,7 @@ def test_grade_is_the_binned_count_and_the_head_cross_checks(
 @pytest.mark.parametrize(("count", "bad"), [(-1, "non-negative"), (True, "non-negative")])
 def test_counts_are_validated(count: int, bad: str) -> None:
     with pytest.raises(ValueError, match=bad):
-        grade_of_count(count, THRESHOLDS)
+        grade_from_count(count, THRESHOLDS)
 
 
 def test_agreement_probability_is_validated() -> None:
@@ -97,7 +104,7 @@ def _story_holds(result: InspectionResult, grading: GradingConfig) -> None:
     if result.porosity is None:
         return
     n = sum(1 for f in result.findings if f.kind is Defect.POROSITY)
-    assert result.porosity.grade == grade_of_count(n, grading.porosity_thresholds)
+    assert result.porosity.grade == grade_from_count(n, grading.porosity_thresholds)
     assert porosity_caption(result).startswith(f"{n} pore" if n else "no pores")
     assert str(result.porosity.grade) in porosity_caption(result)
     if result.standards is not None and result.standards.assessable:

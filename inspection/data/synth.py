@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inspection.config import GradingConfig
-from inspection.types import Box, Image, SeamRegion, check_image
+from inspection.types import Box, Image, SeamRegion, check_image, grade_from_count
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +87,6 @@ class SynthWeld:
     def count(self, label: str) -> int:
         """Number of boxes with ``label``."""
         return sum(1 for b in self.boxes if b.label == label)
-
-
-def grade_from_count(count: int, thresholds: tuple[int, int, int]) -> int:
-    """Ordinal grade 0..3: the number of ``thresholds`` that ``count`` reaches (count >= t)."""
-    if count < 0:
-        msg = f"count must be >= 0, got {count}"
-        raise ValueError(msg)
-    return sum(1 for t in thresholds if count >= t)
 
 
 def count_range_for_grade(grade: int, thresholds: tuple[int, int, int], top_extra: int) -> tuple[int, int]:

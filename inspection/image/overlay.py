@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from inspection.types import Defect, Image, InspectionResult, check_image
+from inspection.config import GradingConfig
+from inspection.types import Defect, Image, InspectionResult, check_image, grade_from_count
 
 COLOURS: dict[Defect, tuple[int, int, int]] = {
     Defect.POROSITY: (255, 40, 40),
@@ -70,8 +71,8 @@ def draw_overlay(
     return out
 
 
-POROSITY_THRESHOLDS: tuple[int, int, int] = (1, 2, 4)
-"""Pore counts that reach grades 1, 2 and 3 (``GradingConfig.porosity_thresholds``)."""
+POROSITY_THRESHOLDS: tuple[int, int, int] = GradingConfig().porosity_thresholds
+"""Pore counts that reach grades 1, 2 and 3 (the default ``GradingConfig.porosity_thresholds``)."""
 
 
 def grade_range(
@@ -102,8 +103,7 @@ def porosity_caption(result: InspectionResult, thresholds: tuple[int, int, int] 
     n = sum(1 for f in result.findings if f.kind is Defect.POROSITY)
     found = "no pores found" if n == 0 else f"{n} pore{'s' if n != 1 else ''} found"
     text = f"{found} (grade {head.grade}, {grade_range(head.grade, thresholds)})"
-    counted = sum(1 for t in thresholds if n >= t)
-    if counted != head.grade:
+    if grade_from_count(n, thresholds) != head.grade:
         text = f"{found}; porosity grade {head.grade} ({grade_range(head.grade, thresholds)})"
     return text
 

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from inspection.types import GRADE_LEVELS, HeadResult
+from inspection.types import GRADE_LEVELS, HeadResult, grade_from_count
 
 FloatArray = npt.NDArray[np.floating]
 
@@ -235,14 +235,6 @@ def _decide(p: npt.NDArray[np.float64], rule: AbstainRule) -> tuple[HeadResult, 
     return HeadResult(grade=grade, probs=tuple(values), confidence=confidence), abstained
 
 
-def grade_of_count(count: int, thresholds: tuple[int, int, int]) -> int:
-    """The 0..3 grade of ``count`` objects (how many of the increasing ``thresholds`` it reaches)."""
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        msg = f"count must be a non-negative int, got {count!r}"
-        raise ValueError(msg)
-    return sum(1 for t in thresholds if count >= t)
-
-
 def grade_from_findings(
     head: HeadResult, n_findings: int, thresholds: tuple[int, int, int], min_prob: float
 ) -> tuple[HeadResult, bool]:
@@ -256,7 +248,7 @@ def grade_from_findings(
     if not 0.0 <= min_prob <= 1.0:
         msg = f"min_prob must be in [0, 1], got {min_prob!r}"
         raise ValueError(msg)
-    grade = grade_of_count(n_findings, thresholds)
+    grade = grade_from_count(n_findings, thresholds)
     p = head.probs[grade]
     return HeadResult(grade=grade, probs=head.probs, confidence=p), p < min_prob
 
