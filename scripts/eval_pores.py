@@ -209,18 +209,16 @@ def labelled_records(
 ) -> list[Any]:
     """Manifest records of ``root`` (only ``groups`` when given), at most ``limit`` per group, with
     the label ``corrections`` (``data/label-corrections``) applied over them when given."""
-    import hashlib
 
     from inspection.data.corrections import apply_corrections
     from inspection.data.manifest import REAL_POROSITY_LABEL_MAP, read_manifest
+    from inspection.model.files import sha256_file
 
     records, _ = read_manifest(
         root / "annotations.jsonl", label_map=REAL_POROSITY_LABEL_MAP, check_images=False
     )
     if corrections:
-        records, report = apply_corrections(
-            records, corrections, lambda r: hashlib.sha256(r.path().read_bytes()).hexdigest()
-        )
+        records, report = apply_corrections(records, corrections, lambda r: sha256_file(r.path()))
         log.info("label corrections: %s", report.summary())
     out: list[Any] = []
     seen: dict[str, int] = {}

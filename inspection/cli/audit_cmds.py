@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,6 @@ DEFAULT_CORRECTIONS = Path("data/label-corrections")
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"weldinspect data audit: {message}", err=True)
     return typer.Exit(code=2)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def audit_cmd(
@@ -53,6 +48,7 @@ def audit_cmd(
     from inspection.data.corrections import CorrectionError, apply_corrections, read_corrections
     from inspection.data.manifest import REAL_POROSITY_LABEL_MAP, read_manifest
     from inspection.image.ingest import IngestError, read_image
+    from inspection.model.files import sha256_file
     from inspection.train.audit import KINDS, AuditError, audit, contact_sheet, read_predictions
 
     if not 0.0 <= threshold <= 1.0:
@@ -71,7 +67,7 @@ def audit_cmd(
             fixes = read_corrections(sources)
         except (FileNotFoundError, CorrectionError) as exc:
             raise _fail(str(exc)) from exc
-        records, fixed = apply_corrections(records, fixes, lambda r: _sha256(r.path()))
+        records, fixed = apply_corrections(records, fixes, lambda r: sha256_file(r.path()))
         typer.echo(f"corrections: {fixed.summary()}")
     try:
         result = audit(records, preds, threshold=threshold)

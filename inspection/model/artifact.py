@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 import inspection
 from inspection.config import PreprocessConfig
+from inspection.model.files import sha256_file
 from inspection.model.net import (
     ARCHITECTURES,
     HEATMAP_STRIDE,
@@ -244,15 +245,6 @@ class ModelConfig(_Frozen):
     def heatmap_shape(self) -> tuple[int, int]:
         """``(h, w)`` of the heatmaps for one input tile."""
         return self.input.strip_height // self.heatmap_stride, self.input.tile_length // self.heatmap_stride
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -9,8 +9,19 @@ imports another to learn a file name.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"

@@ -21,7 +21,6 @@ request (``build_model(..., pretrained=True)``, :func:`load_pretrained_backbone`
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.metadata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.resnet import BasicBlock
 
+from inspection.model.files import sha256_file
 from inspection.model.ordinal import NUM_THRESHOLDS
 from inspection.model.postprocess import OodStats
 
@@ -454,14 +454,6 @@ def _weights_file(arch: str) -> Path:
     raise ValueError(msg)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def pretrained_weights(arch: str) -> PretrainedWeights:
     """The installed ImageNet weights for ``arch`` (path, SHA-256, source, input normalisation).
 
@@ -477,7 +469,7 @@ def pretrained_weights(arch: str) -> PretrainedWeights:
     if not path.is_file():
         msg = f"pretrained weights for {arch!r} are missing: {path} (reinstall {spec.distribution})"
         raise PretrainedWeightsError(msg)
-    sha = _sha256(path)
+    sha = sha256_file(path)
     if sha != spec.sha256:
         msg = (
             f"pretrained weights {path} have sha256 {sha}, expected {spec.sha256} "
