@@ -284,13 +284,22 @@ def evidence_export(
 def evidence_verify_bundle(
     bundle: Path = typer.Argument(..., help="Claim bundle (.zip) to verify offline."),
     keys: Path | None = _KEYS,
+    require_signature: bool = typer.Option(
+        False,
+        "--require-signature",
+        help="Fail when manifest.sig is missing (implied by --keys): an unsigned manifest cannot show "
+        "that no record was removed.",
+    ),
 ) -> None:
-    """Verify a claim bundle without the database: manifest, hashes, signatures, links, images."""
+    """Verify a claim bundle without the database: manifest, hashes, signatures, links, images.
+
+    With --keys (or --require-signature) a bundle without manifest.sig fails (manifest_unsigned)."""
     from inspection.evidence.bundle import verify_bundle
 
     if not bundle.is_file():
         raise _fail(f"bundle {bundle} does not exist")
-    report = verify_bundle(bundle, _trusted(keys))
+    trusted = _trusted(keys)
+    report = verify_bundle(bundle, trusted, require_signature=require_signature or trusted is not None)
     _print_report(report, f"bundle {bundle}")
     if not report.ok:
         raise typer.Exit(1)

@@ -20,6 +20,29 @@ What a subset proves: every subject record is unaltered and signed by a listed k
 appended directly after a signed record whose hash it names (its ``link`` stub, content withheld
 for other customers' privacy). It does not prove that the export holds every record of this
 machine; a ``full_chain`` export (all records, seq 1 to the head) does.
+
+Only a signed manifest binds the list of subject records: without ``manifest.sig`` anyone can drop a
+record together with its manifest entry. :func:`verify_bundle` therefore fails an unsigned bundle
+(``manifest_unsigned``) whenever a signature is required, which it is whenever trusted keys are given
+(``weldinspect evidence verify-bundle --keys DIR``, or ``--require-signature``).
+
+Bundle problem codes (stable; the record codes of :mod:`inspection.evidence.verify` also apply):
+
+=======================  ==============================================================
+``bundle_invalid``       not a zip, unsafe or duplicate member names, no manifest/records
+``corrupt_member``       a zip member cannot be decompressed or fails its CRC
+``manifest_unsigned``    no ``manifest.sig`` although a signature is required
+``manifest_signature``   ``manifest.sig`` is unreadable or does not verify
+``bad_key``              a ``keys/*.pub`` file is unreadable, misnamed or differs from a trusted key
+``unlisted_file``        a member that ``manifest.json`` does not list
+``missing_file``         a listed member that is not in the zip
+``file_mismatch``        a member whose bytes do not hash to the manifest's sha256
+``record_missing``       a subject record listed in the manifest is not in ``records.jsonl``
+``record_unlisted``      a subject record in ``records.jsonl`` that the manifest does not list
+``record_mismatch``      the manifest lists another hash for a subject record
+``missing_predecessor``  the record before a subject record is not in the bundle
+``duplicate_record``     a seq appears twice in ``records.jsonl``
+=======================  ==============================================================
 """
 
 from __future__ import annotations
@@ -31,6 +54,7 @@ import os
 import re
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,6 +98,8 @@ ROLES_STUB = ("link", "head")
 MAX_MEMBER_BYTES = 1 << 30  # 1 GiB per file
 MAX_JSON_BYTES = 256 << 20  # manifest / records read into memory
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, ValueError)
+"""What reading a damaged member raises: bad CRC, broken deflate stream, truncated data, unknown method."""
 
 OverlayFn = Callable[[bytes, InspectionResult], bytes | None]
 """(image bytes, result) -> PNG bytes of the drawn overlay, or None to skip that image."""
@@ -375,26 +401,44 @@ def _write_zip(out: Path, members: Sequence[tuple[str, bytes]]) -> str:
 # ---- offline verification -------------------------------------------------------------------------
 
 
+class CorruptMemberError(BundleError):
+    """A zip member cannot be read back: bad CRC, broken compressed data, truncated."""
+
+
 def _hash_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[str, int]:
     h = hashlib.sha256()
     n = 0
-    with zf.open(info) as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            n += len(chunk)
-            if n > MAX_MEMBER_BYTES:
-                msg = f"{info.filename} is larger than {MAX_MEMBER_BYTES} bytes"
-                raise BundleError(msg)
-            h.update(chunk)
+    try:
+        with zf.open(info) as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                n += len(chunk)
+                if n > MAX_MEMBER_BYTES:
+                    msg = f"{info.filename} is larger than {MAX_MEMBER_BYTES} bytes"
+                    raise BundleError(msg)
+                h.update(chunk)
+    except _ZIP_READ_ERRORS as exc:
+        msg = f"{info.filename} is corrupt in the zip ({type(exc).__name__}: {exc})"
+        raise CorruptMemberError(msg) from exc
     return h.hexdigest(), n
 
 
 def _read_small(zf: zipfile.ZipFile, name: str) -> bytes:
-    with zf.open(name) as fh:
-        data = fh.read(MAX_JSON_BYTES + 1)
+    try:
+        with zf.open(name) as fh:
+            data = fh.read(MAX_JSON_BYTES + 1)
+    except _ZIP_READ_ERRORS as exc:
+        msg = f"{name} is corrupt in the zip ({type(exc).__name__}: {exc})"
+        raise CorruptMemberError(msg) from exc
     if len(data) > MAX_JSON_BYTES:
         msg = f"{name} is larger than {MAX_JSON_BYTES} bytes"
         raise BundleError(msg)
     return data
+
+
+def _read_problem(exc: BundleError | CanonicalError | UnicodeDecodeError, name: str, code: str) -> Problem:
+    if isinstance(exc, CorruptMemberError):
+        return Problem("corrupt_member", str(exc))
+    return Problem(code, f"{name}: {exc}")
 
 
 def _bundle_keys(
@@ -410,6 +454,9 @@ def _bundle_keys(
             pub = load_public_pem(_read_small(zf, name), name)
         except KeyFileError as exc:
             problems.append(Problem("bad_key", str(exc)))
+            continue
+        except BundleError as exc:
+            problems.append(_read_problem(exc, name, "bad_key"))
             continue
         if key_id_for(pub) != m.group(1):
             problems.append(Problem("bad_key", f"{name} holds key {key_id_for(pub)}, not {m.group(1)}"))
@@ -447,17 +494,28 @@ def _as_record(obj: Mapping[str, Any]) -> EvidenceRecord:
     )
 
 
-def verify_bundle(path: Path, trusted_keys: Mapping[str, Ed25519PublicKey] | None = None) -> VerifyReport:
+def verify_bundle(
+    path: Path,
+    trusted_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    *,
+    require_signature: bool | None = None,
+) -> VerifyReport:
     """Verify a claim bundle offline (no database): files, records, signatures, links, images, manifest.
 
     With ``trusted_keys`` the signatures must verify with those keys (the bundle's own ``keys/``
     are then only cross-checked); without, the bundle's keys are used and the report says so.
+    ``require_signature`` (default: whether ``trusted_keys`` were given) makes a missing
+    ``manifest.sig`` a ``manifest_unsigned`` problem: an unsigned manifest is what a downgrade
+    (drop a record and its manifest entry, strip the signature) leaves behind.
+    A damaged zip member is a ``corrupt_member`` problem, never an exception.
     """
+    if require_signature is None:
+        require_signature = trusted_keys is not None
     problems: list[Problem] = []
     notes: list[str] = []
     try:
         zf = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as exc:
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
         return VerifyReport(
             0, 0, (Problem("bundle_invalid", f"{path} is not a readable zip file: {exc}"),), None, None
         )
@@ -477,7 +535,10 @@ def verify_bundle(path: Path, trusted_keys: Mapping[str, Ed25519PublicKey] | Non
             manifest_bytes = _read_small(zf, MANIFEST)
             manifest = parse_json(manifest_bytes.decode("utf-8"))
         except (BundleError, CanonicalError, UnicodeDecodeError) as exc:
-            return VerifyReport(0, 0, (Problem("bundle_invalid", f"{MANIFEST}: {exc}"),), None, None)
+            return VerifyReport(0, 0, (_read_problem(exc, MANIFEST, "bundle_invalid"),), None, None)
+        shape = _manifest_shape_error(manifest)
+        if shape is not None:
+            return VerifyReport(0, 0, (Problem("bundle_invalid", f"{MANIFEST}: {shape}"),), None, None)
         if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
             fmt = manifest.get("format") if isinstance(manifest, dict) else None
             return VerifyReport(
@@ -502,7 +563,7 @@ def verify_bundle(path: Path, trusted_keys: Mapping[str, Ed25519PublicKey] | Non
                 "confirm these key ids with the manufacturer or pass --keys"
             )
         problems.extend(_check_files(zf, infos, manifest))
-        problems.extend(_check_manifest_sig(zf, names, manifest_bytes, keys, notes))
+        problems.extend(_check_manifest_sig(zf, names, manifest_bytes, keys, notes, require_signature))
         rec_problems, full, n_images = _check_records(zf, names, manifest, keys)
         problems.extend(rec_problems)
     head = manifest.get("head") or {}
@@ -511,6 +572,29 @@ def verify_bundle(path: Path, trusted_keys: Mapping[str, Ed25519PublicKey] | Non
     return VerifyReport(
         full, n_images, tuple(problems), head.get("seq"), head.get("record_hash"), tuple(notes)
     )
+
+
+def _manifest_shape_error(manifest: Any) -> str | None:
+    """Why ``manifest`` does not have the fields the checks read, or None (format is checked after)."""
+    if not isinstance(manifest, dict):
+        return f"a JSON object is expected, not {type(manifest).__name__}"
+    if manifest.get("format") != BUNDLE_FORMAT:
+        return None  # reported with the expected format by the caller
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("sha256"), str) for v in files.values()
+    ):
+        return 'files must be an object {path: {"sha256": hex, "bytes": n}}'
+    subjects = manifest.get("subject_records")
+    if not isinstance(subjects, list) or not all(
+        isinstance(x, list) and len(x) == 2 and isinstance(x[0], int) and isinstance(x[1], str)
+        for x in subjects
+    ):
+        return "subject_records must be a list of [seq, record_hash] pairs"
+    head = manifest.get("head")
+    if head is not None and not isinstance(head, dict):
+        return 'head must be null or {"seq": n, "record_hash": hex}'
+    return None
 
 
 def _check_files(
@@ -527,8 +611,8 @@ def _check_files(
             continue
         try:
             digest, _ = _hash_member(zf, present[name])
-        except (BundleError, zipfile.BadZipFile, OSError) as exc:
-            out.append(Problem("file_mismatch", f"{name} could not be read: {exc}"))
+        except BundleError as exc:
+            out.append(_read_problem(exc, name, "file_mismatch"))
             continue
         if digest != listed[name].get("sha256"):
             out.append(
@@ -548,15 +632,28 @@ def _check_manifest_sig(
     manifest_bytes: bytes,
     keys: Mapping[str, Ed25519PublicKey],
     notes: list[str],
+    required: bool,
 ) -> list[Problem]:
     if MANIFEST_SIG not in names:
+        if required:
+            return [
+                Problem(
+                    "manifest_unsigned",
+                    f"the bundle has no {MANIFEST_SIG}, but a signed manifest is required (trusted keys "
+                    "given or --require-signature): without it records could have been removed together "
+                    "with their manifest entries",
+                )
+            ]
         notes.append(
-            "manifest unsigned: a record removed together with its manifest entry would go unnoticed"
+            "manifest unsigned: a record removed together with its manifest entry would go unnoticed "
+            "(pass --keys or --require-signature to reject unsigned bundles)"
         )
         return []
     try:
         sig = parse_json(_read_small(zf, MANIFEST_SIG).decode("utf-8"))
     except (BundleError, CanonicalError, UnicodeDecodeError) as exc:
+        if isinstance(exc, CorruptMemberError):
+            return [Problem("corrupt_member", str(exc))]
         return [Problem("manifest_signature", f"{MANIFEST_SIG} unreadable: {exc}")]
     if not isinstance(sig, dict):
         return [Problem("manifest_signature", f"{MANIFEST_SIG} is not a JSON object")]
@@ -577,7 +674,7 @@ def _check_records(
     try:
         text = _read_small(zf, RECORDS).decode("utf-8")
     except (BundleError, UnicodeDecodeError) as exc:
-        return [Problem("bundle_invalid", f"{RECORDS}: {exc}")], 0, 0
+        return [_read_problem(exc, RECORDS, "bundle_invalid")], 0, 0
     hashes: dict[int, str] = {}
     full: list[EvidenceRecord] = []
     roles: dict[int, str] = {}
@@ -678,10 +775,9 @@ def _check_records(
         n_images += 1
         try:
             digest, _ = _hash_member(zf, zf.getinfo(member))
-        except (BundleError, zipfile.BadZipFile, OSError) as exc:
-            out.append(
-                Problem("image_mismatch", f"{member} could not be read: {exc}", rec.seq, rec.record_id)
-            )
+        except BundleError as exc:
+            code = "corrupt_member" if isinstance(exc, CorruptMemberError) else "image_mismatch"
+            out.append(Problem(code, str(exc), rec.seq, rec.record_id))
             continue
         if digest != sha:
             out.append(

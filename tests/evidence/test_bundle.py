@@ -330,3 +330,86 @@ def test_export_refuses_a_tampered_store_or_nothing_to_export(hist: History) -> 
     with pytest.raises(BundleError, match="fails verification at record seq 2"):
         hist.export()
     assert not (hist.tmp / "claim.zip").exists()
+
+
+def _flip_in_member(path: Path, out: Path, member: str) -> Path:
+    """Flip one byte inside ``member``'s (compressed) data, leaving the zip's directory intact."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = (
+        int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little"),
+        int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little"),
+    )
+    start = info.header_offset + 30 + name_len + extra_len
+    data[start + min(3, info.compress_size - 1)] ^= 0xFF
+    out.write_bytes(bytes(data))
+    return out
+
+
+def _downgraded(files: Files) -> None:
+    """Drop the last subject record with its manifest entry and strip the manifest signature."""
+    last = max(
+        int(x["seq"])
+        for x in (json.loads(line) for line in files[RECORDS].decode().splitlines())
+        if x["role"] == "subject"
+    )
+    _edit_lines(files, lambda lines: [x for x in lines if x["seq"] != last])
+    _fix_manifest(files)
+    del files[MANIFEST_SIG]
+
+
+def test_downgrade_is_caught_when_a_signature_is_required(
+    shared: tuple[History, Path], tmp_path: Path
+) -> None:
+    hist, path = shared
+    trusted = {hist.signer.key_id: hist.signer.public_key}
+    files = _read(path)
+    _downgraded(files)
+    downgraded = _write(tmp_path / "downgraded.zip", files)
+    # nothing else in the bundle shows the removal: without a required signature it verifies, with a note
+    lax = verify_bundle(downgraded)
+    assert lax.ok and any("manifest unsigned" in n for n in lax.notes)
+    for report in (verify_bundle(downgraded, trusted), verify_bundle(downgraded, require_signature=True)):
+        assert [p.code for p in report.problems] == ["manifest_unsigned"]
+    # a genuinely unsigned export fails the same way once a signature is required
+    unsigned = _read(path)
+    del unsigned[MANIFEST_SIG]
+    report = verify_bundle(_write(tmp_path / "unsigned.zip", unsigned), trusted)
+    assert [p.code for p in report.problems] == ["manifest_unsigned"]
+    assert verify_bundle(path, trusted).ok  # the signed original still passes
+
+
+@pytest.mark.parametrize("member", [MANIFEST_SIG, MANIFEST, RECORDS, "report/claim_report.html", "images/"])
+def test_corrupt_member_is_a_verdict_not_a_traceback(
+    shared: tuple[History, Path], tmp_path: Path, member: str
+) -> None:
+    _, path = shared
+    if member == "images/":
+        member = sorted(n for n in _read(path) if n.startswith("images/"))[0]
+    report = verify_bundle(_flip_in_member(path, tmp_path / "flipped.zip", member))
+    assert not report.ok
+    # compressed members fail to inflate; stored ones (images) fail their CRC: both are named
+    assert any(p.code == "corrupt_member" and member in p.message for p in report.problems), report.problems
+
+
+@pytest.mark.parametrize(
+    ("manifest", "match"),
+    [
+        ({"format": "weldinspect-claim-bundle/1", "files": [], "subject_records": []}, "files must be"),
+        (
+            {"format": "weldinspect-claim-bundle/1", "files": {}, "subject_records": [1]},
+            "subject_records must",
+        ),
+        (
+            {"format": "weldinspect-claim-bundle/1", "files": {}, "subject_records": [], "head": 3},
+            "head must",
+        ),
+        ([1, 2], "a JSON object is expected"),
+    ],
+)
+def test_manifest_of_the_wrong_shape(tmp_path: Path, manifest: object, match: str) -> None:
+    files = {MANIFEST: canonical_json(manifest).encode(), RECORDS: b""}
+    report = verify_bundle(_write(tmp_path / "bad.zip", files))
+    assert report.first_problem is not None
+    assert report.first_problem.code == "bundle_invalid" and match in report.first_problem.message

@@ -109,3 +109,19 @@ def test_export_unknown_serial_exits_1(home: Path) -> None:
     code, out = _run("evidence", "export", "--serial", "NOPE", "--out", str(out_zip), "--home", str(home))
     assert code == 1 and "no evidence records for machine 'NOPE'" in out
     assert not out_zip.exists()
+
+
+def test_verify_bundle_requires_a_signature_with_keys(home: Path) -> None:
+    bundle = home / "claim.zip"
+    code, out = _run(*EXPORT, str(bundle), "--home", str(home), "--no-overlays")
+    assert code == 0, out
+    stripped = home / "stripped.zip"
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(stripped, "w") as dst:
+        for name in src.namelist():
+            if name != "manifest.sig":
+                dst.writestr(name, src.read(name))
+    code, out = _run("evidence", "verify-bundle", str(stripped))
+    assert code == 0 and "manifest unsigned" in out
+    for extra in (["--keys", str(home / "keys")], ["--require-signature"]):
+        code, out = _run("evidence", "verify-bundle", str(stripped), *extra)
+        assert code == 1 and "manifest_unsigned" in out, out
