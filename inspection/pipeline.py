@@ -93,6 +93,11 @@ class Inspector:
         )
         self.config_sha256 = config_sha256
         """SHA-256 of the artifact's ``config.json`` (recorded in evidence)."""
+        self.finding_floor: float | None = None
+        """Evaluation only (``scripts/eval_pores.py``): decode porosity peaks down to this score so
+        one pass can sweep a FROC curve. The result's ``findings`` then include the weaker peaks,
+        while grades, review reasons and standards still count only findings at or above the
+        model's own peak threshold, so they are exactly what a station gets. None = off."""
 
     @classmethod
     def from_artifact(
@@ -199,6 +204,7 @@ class Inspector:
             reasons.extend(domain.reasons)
         porosity = spatter = None
         findings: list[Finding] = []
+        counted: list[Finding] = []  # findings at or above the model's peak thresholds
         ood: float | None = None
         maps = None
         if p.pre is not None and raw is not None and len(idx):
@@ -212,9 +218,10 @@ class Inspector:
                     reasons.append(f"abstain:{defect.value}")
             porosity, spatter = heads[Defect.POROSITY], heads[Defect.SPATTER]
             findings = self._findings(p, raw, idx)
+            counted = [f for f in findings if f.score >= cfg.thresholds.peak[f.kind.value]]  # finding_floor
             grading = self.app_config.grading
             if grading.porosity_from_findings:
-                n_pores = sum(1 for f in findings if f.kind is Defect.POROSITY)
+                n_pores = sum(1 for f in counted if f.kind is Defect.POROSITY)
                 porosity, disagree = grade_from_findings(
                     porosity, n_pores, grading.porosity_thresholds, grading.findings_agreement_min_prob
                 )
@@ -234,7 +241,7 @@ class Inspector:
         standards = None
         if p.pre is not None:
             seam_len = p.pre.strip.region.length if p.pre.region is not None else None
-            standards = assess_standards(findings, p.context, seam_length_px=seam_len)
+            standards = assess_standards(counted, p.context, seam_length_px=seam_len)
         timings["standards"] = elapsed_ms(t0)
         result = InspectionResult(
             image_sha256=p.sha256,
@@ -268,6 +275,8 @@ class Inspector:
         peak_max = raw.heatmaps[idx].max(axis=(2, 3))  # (tiles, 2): most tiles hold no peak at all
         for channel, defect in enumerate((Defect.POROSITY, Defect.SPATTER)):
             threshold = cfg.thresholds.peak[defect.value]
+            if defect is Defect.POROSITY and self.finding_floor is not None:
+                threshold = min(threshold, self.finding_floor)
             cands: list[tuple[float, float, float, float, float]] = []  # x, y, d, score, along
             for j, (k, tile) in enumerate(zip(idx, pre.tiles, strict=True)):
                 if peak_max[j, channel] < threshold:  # decode_peaks would find none (NaN goes on, and fails)

@@ -188,19 +188,17 @@ def load_crop(unlabelled: Path, crop: GoodCrop) -> np.ndarray:
 
 
 def with_score_floor(inspector: Any, floor: float) -> tuple[float, float]:
-    """Lower the porosity peak threshold of ``inspector``'s model to ``floor`` (at most its own;
-    findings only: grades, review and OOD do not depend on it). Returns ``(the model's own
-    threshold, the floor used)``."""
-    cfg = inspector.grader.config
-    operating = float(cfg.thresholds.peak.porosity)
+    """Have ``inspector`` report porosity findings down to ``floor`` (at most its own peak
+    threshold) for the FROC sweep (:attr:`Inspector.finding_floor`: grades, review reasons and
+    standards still count only the findings at the model's own threshold). Returns ``(the model's
+    own threshold, the floor used)``."""
+    operating = float(inspector.grader.config.thresholds.peak.porosity)
     if floor > operating:
         log.warning(
             "score floor %.3f is above the model's peak threshold %.3f: using the latter", floor, operating
         )
         floor = operating
-    peak = cfg.thresholds.peak.model_copy(update={"porosity": floor})
-    thresholds = cfg.thresholds.model_copy(update={"peak": peak})
-    inspector.grader.config = cfg.model_copy(update={"thresholds": thresholds})
+    inspector.finding_floor = floor
     return operating, floor
 
 

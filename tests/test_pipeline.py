@@ -330,3 +330,22 @@ def test_a_routed_photo_is_never_an_unreviewed_grade(inspector: Inspector, weld_
             assert result.quality.ok and result.domain is not None and result.domain.ok
         if result.domain is not None and not result.domain.ok and "ood_score" not in result.domain.failed:
             assert result.porosity is None and result.findings == ()
+
+
+def test_finding_floor_adds_weak_findings_without_changing_what_a_station_gets(
+    tmp_path: Path, weld_image: np.ndarray
+) -> None:
+    # a tiny untrained model: its heatmap peaks sit near 0.5, so a threshold of 0.5 keeps some
+    # peaks and a floor of 0.0 adds more; the grade is the binned count of the kept ones
+    art = make_tiny_artifact(tmp_path / "m", thresholds={"peak": {"porosity": 0.5, "spatter": 0.5}})
+    plain = Inspector.from_artifact(art, backend="torch").inspect(weld_image)
+    floored = Inspector.from_artifact(art, backend="torch")
+    floored.finding_floor = 0.0
+    swept = floored.inspect(weld_image)
+    weak = [f for f in swept.findings if f.kind is Defect.POROSITY and f.score < 0.5]
+    assert weak, "a floor of 0 must report weaker porosity peaks"
+    strong = [(f.x, f.y, f.score) for f in swept.findings if f.score >= 0.5]
+    assert strong == [(f.x, f.y, f.score) for f in plain.findings]
+    assert swept.porosity == plain.porosity
+    assert swept.review_reasons == plain.review_reasons
+    assert swept.standards == plain.standards

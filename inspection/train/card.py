@@ -354,8 +354,8 @@ def pore_section(evals: dict[str, dict[str, Any]]) -> str:
         "their labels are noisy (docs/labelling.md).",
         "",
         "| run | held-out weld | photos | pore recall | findings / photo | false accept | graded >= 1 |"
-        " review | good crops: findings / photo | good crops: graded >= 2 without review |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        " review | one story | good crops: findings / photo | good crops: graded >= 2 without review |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, ev in evals.items():
         for fold, v in ev.get("per_fold", {}).items():
@@ -363,11 +363,19 @@ def pore_section(evals: dict[str, dict[str, Any]]) -> str:
             lines.append(
                 f"| {name} | {fold} | {h['photos']} | {_rate(h['recall'])} | "
                 f"{h['findings_per_photo']['value']:.2f} | {_rate(h['false_accept'])} | "
-                f"{_rate(h['graded_ge1'])} | {_rate(h['review'])} | "
+                f"{_rate(h['graded_ge1'])} | {_rate(h['review'])} | {_rate(h.get('story_agreement'))} | "
                 f"{_f((g.get('findings_per_photo') or {}).get('value'))} | "
                 f"{_rate(g.get('graded_ge2_without_review'))} |"
             )
     lines += [
+        "",
+        "One story (issue 22): among photos graded and not sent to review, the share whose porosity grade",
+        "equals the binned count (0 / 1 / 2-3 / 4+) of its porosity findings; target >= 95 %. Pooled over",
+        "the held-out welds and the good crops: "
+        + "; ".join(
+            f"{name} {_rate(_pooled_story(ev))}" for name, ev in evals.items()
+        )
+        + ".",
         "",
         "FROC (pooled held-out welds against the good crops; t = peak threshold):",
         "",
@@ -387,6 +395,18 @@ def pore_section(evals: dict[str, dict[str, Any]]) -> str:
         _PORE_END,
     ]
     return "\n".join(lines) + "\n"
+
+
+def _pooled_story(ev: dict[str, Any]) -> dict[str, Any] | None:
+    """The story agreement summed over a run's held-out welds and good crops (None when its
+    ``pore_eval.json`` predates the figure)."""
+    rates = []
+    for v in ev.get("per_fold", {}).values():
+        rates += [x.get("story_agreement") for x in (v.get("held_out") or {}, v.get("good_weld_crops") or {})]
+    if not rates or any(r is None for r in rates):
+        return None
+    count, total = sum(r["count"] for r in rates), sum(r["total"] for r in rates)
+    return {"count": count, "total": total, "value": count / total if total else None}
 
 
 def with_pore_section(card: str, section: str) -> str:

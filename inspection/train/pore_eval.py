@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from inspection.types import Box, Defect, Finding, InspectionResult
+from inspection.types import Box, Defect, Finding, InspectionResult, grade_from_count
 
 GROW_FRACTION = 0.25
 """A pore box is grown by this share of its width/height on each side before matching."""
@@ -241,6 +241,18 @@ def graded_share(outcomes: Sequence[PhotoOutcome], min_grade: int, *, without_re
     return Rate(n, len(outcomes))
 
 
+def story_agreement(
+    outcomes: Sequence[PhotoOutcome], threshold: float, bins: tuple[int, int, int] = (1, 2, 4)
+) -> Rate:
+    """Among photos graded and *not* sent to review: those whose porosity grade equals the binned
+    count (``bins``: 0 / 1 / 2-3 / 4+ pores) of their porosity findings with ``score >= threshold``
+    (issue 22: one story per photo; the target is >= 95 %)."""
+    t = _check_threshold(threshold)
+    accepted = [o for o in outcomes if o.grade is not None and not o.needs_review]
+    n = sum(1 for o in accepted if o.grade == grade_from_count(o.n_findings(t), bins))
+    return Rate(n, len(accepted))
+
+
 # ----------------------------------------------------------------------------------------------
 # FROC
 
@@ -327,6 +339,7 @@ class WeldSummary:
     graded_ge2: Rate
     graded_ge1_without_review: Rate
     graded_ge2_without_review: Rate
+    story_agreement: Rate
     notes: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
@@ -366,6 +379,7 @@ def summarise(
         graded_ge2=graded_share(outcomes, 2),
         graded_ge1_without_review=graded_share(outcomes, 1, without_review=True),
         graded_ge2_without_review=graded_share(outcomes, 2, without_review=True),
+        story_agreement=story_agreement(outcomes, t),
         notes=tuple(notes),
     )
 

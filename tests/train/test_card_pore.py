@@ -45,3 +45,13 @@ def test_with_pore_section_inserts_once_then_replaces() -> None:
     assert second.count("Pore-level validation") == 1
     assert "| b | weld01" in second and "| a | weld01" not in second
     assert second.endswith("## Data\n\nstuff\n")
+
+
+def test_story_agreement_per_weld_and_pooled_and_n_a_for_older_evaluations() -> None:
+    ev = _eval(14, [(0.2, 0.7, 0.9)])
+    fold = ev["per_fold"]["weld01"]
+    fold["held_out"]["story_agreement"] = _rate(7, 8)
+    fold["good_weld_crops"]["story_agreement"] = _rate(48, 50)
+    text = pore_section({"new": ev, "old": _eval(8, [(0.1, 0.6, 0.2)])})
+    assert "| 0.200 (2/10) | 0.875 (7/8) | 0.250 |" in text  # review, one story, good-crop findings
+    assert "new 0.948 (55/58); old n/a." in text

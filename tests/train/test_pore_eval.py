@@ -34,6 +34,7 @@ from inspection.train.pore_eval import (
     recall,
     select_good_crops,
     source_group,
+    story_agreement,
     summarise,
     unmatched_findings,
 )
@@ -184,6 +185,21 @@ def test_graded_share_with_and_without_review() -> None:
     assert graded_share(os_, 1) == Rate(3, 4)
     assert graded_share(os_, 2) == Rate(2, 4)
     assert graded_share(os_, 2, without_review=True) == Rate(1, 4)
+
+
+def test_story_agreement_counts_only_accepted_photos_at_the_threshold() -> None:
+    two = (pore(10, 10, 0.9), pore(50, 50, 0.4))
+    os_ = [
+        outcome(findings=two, grade=2),  # 2 findings >= 0.3 -> grade 2: agrees
+        outcome(findings=two, grade=1),  # disagrees at 0.3, agrees at 0.5 (one finding)
+        outcome(findings=(), grade=0),  # agrees
+        outcome(findings=two, grade=0, review=True),  # sent to review: not counted
+        outcome(findings=two, grade=None),  # not graded: not counted
+    ]
+    assert story_agreement(os_, 0.3) == Rate(2, 3)
+    assert story_agreement(os_, 0.5) == Rate(2, 3)  # now the first row disagrees (1 finding, grade 2)
+    assert story_agreement(os_[3:], 0.3) == Rate(0, 0)
+    assert summarise("w", os_, 0.3, held_out=True).story_agreement == Rate(2, 3)
 
 
 def test_outcome_keeps_only_porosity_findings_from_a_result() -> None:
