@@ -166,15 +166,27 @@ def keys_list(config: Path | None = _CONFIG, home: Path | None = _HOME) -> None:
 def evidence_verify(
     db: str | None = _DB,
     keys: Path | None = _KEYS,
+    expect_head: list[str] | None = typer.Option(
+        None,
+        "--expect-head",
+        help="SEQ:HASH of a head reported earlier (weldinspect evidence head); the chain must still "
+        "hold that record with that hash. Repeatable.",
+    ),
     config: Path | None = _CONFIG,
     home: Path | None = _HOME,
 ) -> None:
-    """Recompute every hash, chain link and signature and re-hash every stored image."""
-    from inspection.evidence.verify import verify_store
+    """Recompute every hash, chain link and signature and re-hash every stored image.
 
+    With --expect-head, a chain truncated below an earlier head or rewritten up to it fails."""
+    from inspection.evidence.verify import parse_head, verify_store
+
+    try:
+        heads = [parse_head(h) for h in expect_head or ()]
+    except ValueError as exc:
+        raise _fail(f"--expect-head: {exc}") from exc
     cfg = _store_config(config, home, db)
     with _open_existing(cfg) as store:
-        report = verify_store(store, _trusted(keys))
+        report = verify_store(store, _trusted(keys), expected_heads=heads)
     _print_report(report, f"ledger {store.url}")
     if not report.ok:
         raise typer.Exit(1)
@@ -192,6 +204,7 @@ def evidence_head(db: str | None = _DB, config: Path | None = _CONFIG, home: Pat
         typer.echo("the evidence chain is empty")
         return
     typer.echo(f"seq {head.seq} {head.record_hash} {head.created_at} key {head.key_id}")
+    typer.echo(f"pin it: weldinspect evidence verify --expect-head {head.seq}:{head.record_hash}")
 
 
 def _overlay_fn() -> OverlayFn | None:

@@ -19,13 +19,16 @@ Problem codes (stable):
 ``image_mismatch``   an image file's bytes no longer hash to its sha256 (swapped or damaged)
 ``row_mismatch``     an ``inspections``/``reviews`` row disagrees with its evidence record
 ``no_evidence``      an inspection row has no evidence record
+``head_missing``     an expected head (``--expect-head SEQ:HASH``) is past the chain's end (tail truncated)
+``head_mismatch``    the record at an expected head's seq has another hash (chain rewritten)
 ===================  =================================================================
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,6 +191,52 @@ class ChainChecker:
         return out
 
 
+_HEAD = re.compile(r"^(?P<seq>[1-9][0-9]{0,17}):(?P<hash>[0-9a-f]{64})$")
+
+
+def parse_head(text: str) -> tuple[int, str]:
+    """``"SEQ:HASH"`` (as printed by ``weldinspect evidence head``) -> ``(seq, hash)``; ValueError says
+    what is valid."""
+    m = _HEAD.match(text.strip().lower())
+    if m is None:
+        msg = (
+            f"expected head {text!r} is not SEQ:HASH (a positive record seq, a colon, the 64-hex-digit "
+            "record hash, e.g. 42:3f9c...; `weldinspect evidence head` prints both)"
+        )
+        raise ValueError(msg)
+    return int(m["seq"]), m["hash"]
+
+
+def check_expected_heads(
+    expected: Sequence[tuple[int, str]], seen: Mapping[int, str], head_seq: int | None
+) -> list[Problem]:
+    """Heads reported earlier must still be in the chain with the same hash: a chain truncated below
+    one (``head_missing``) or rewritten at or before one (``head_mismatch``) fails. ``seen`` maps the
+    expected seqs found in the chain to their record hashes."""
+    out: list[Problem] = []
+    for seq, record_hash in expected:
+        actual = seen.get(seq)
+        if actual is None:
+            out.append(
+                Problem(
+                    "head_missing",
+                    f"expected head seq {seq} ({record_hash}) is not in the chain, which ends at seq "
+                    f"{head_seq if head_seq is not None else 'none (empty)'}: records after it were removed",
+                    seq,
+                )
+            )
+        elif actual != record_hash:
+            out.append(
+                Problem(
+                    "head_mismatch",
+                    f"record seq {seq} hashes to {actual}, the expected head says {record_hash}: the chain "
+                    "was rewritten up to this record",
+                    seq,
+                )
+            )
+    return out
+
+
 def registry_keys(store: Store) -> dict[str, Ed25519PublicKey]:
     """Public keys registered in the store's ``evidence_keys`` table, by key id."""
     out: dict[str, Ed25519PublicKey] = {}
@@ -328,8 +377,16 @@ def _check_images(store: Store, refs: _Refs) -> tuple[list[Problem], int]:
     return out, len(shas)
 
 
-def verify_store(store: Store, trusted_keys: Mapping[str, Ed25519PublicKey] | None = None) -> VerifyReport:
+def verify_store(
+    store: Store,
+    trusted_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    *,
+    expected_heads: Sequence[tuple[int, str]] = (),
+) -> VerifyReport:
     """Verify every record, link, signature, image file and mirrored row of ``store``.
+
+    ``expected_heads`` are ``(seq, record_hash)`` heads reported earlier (``weldinspect evidence
+    head``): each must still be in the chain with that hash (``head_missing`` / ``head_mismatch``).
 
     Signatures are checked against ``trusted_keys`` when given (public keys held independently of
     the database, e.g. ``StoreConfig.keys_dir``), else against the store's own key registry --
@@ -349,15 +406,22 @@ def verify_store(store: Store, trusted_keys: Mapping[str, Ed25519PublicKey] | No
     refs = _Refs()
     problems: list[Problem] = []
     checker = ChainChecker()
+    wanted = {seq for seq, _ in expected_heads}
+    seen: dict[int, str] = {}
     with store.session() as s:
         for rec in iter_records(s):
             problems.extend(check_record(rec, keys))
             problems.extend(checker.feed(rec))
             _collect(rec, refs)
+            if rec.seq in wanted:
+                seen[rec.seq] = rec.record_hash
     image_problems, n_images = _check_images(store, refs)
     problems.extend(image_problems)
     problems.extend(_check_rows(store, refs))
     head_hash = None if checker.count == 0 else checker.prev_hash
     head_seq = None if checker.count == 0 else checker.expected_seq - 1
+    problems.extend(check_expected_heads(expected_heads, seen, head_seq))
+    if expected_heads:
+        notes.append(f"expected head(s) checked: {', '.join(f'{q}:{h[:12]}...' for q, h in expected_heads)}")
     problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     return VerifyReport(checker.count, n_images, tuple(problems), head_seq, head_hash, tuple(notes))

@@ -125,3 +125,22 @@ def test_verify_bundle_requires_a_signature_with_keys(home: Path) -> None:
     for extra in (["--keys", str(home / "keys")], ["--require-signature"]):
         code, out = _run("evidence", "verify-bundle", str(stripped), *extra)
         assert code == 1 and "manifest_unsigned" in out, out
+
+
+def test_verify_expect_head(home: Path) -> None:
+    code, out = _run("evidence", "head", "--home", str(home))
+    head = out.split()[2]
+    assert code == 0 and f"--expect-head 5:{head}" in out
+    code, out = _run("evidence", "verify", "--home", str(home), "--expect-head", f"5:{head}")
+    assert code == 0 and "OK" in out, out
+    con = sqlite3.connect(home / "weldinspect.db")  # truncate the tail: last record and its row
+    con.execute("DELETE FROM inspections WHERE evidence_seq=5")
+    con.execute("DELETE FROM evidence_records WHERE seq=5")
+    con.commit()
+    con.close()
+    code, out = _run("evidence", "verify", "--home", str(home))
+    assert code == 0, out
+    code, out = _run("evidence", "verify", "--home", str(home), "--expect-head", f"5:{head}")
+    assert code == 1 and "head_missing" in out, out
+    code, out = _run("evidence", "verify", "--home", str(home), "--expect-head", "5:nothex")
+    assert code == 2 and "is not SEQ:HASH" in out

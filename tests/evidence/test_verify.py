@@ -232,3 +232,66 @@ def test_rewritten_chain_passes_only_without_trusted_keys(chain: Chain) -> None:
 def test_empty_store_verifies(tmp_path: Path) -> None:
     report = verify_store(open_store(tmp_path))
     assert report.ok and report.records == 0 and report.head_hash is None
+
+
+def truncate_tail_cleanly(c: Chain) -> None:
+    """Remove the last record (the review) with the row it mirrors: nothing left points at it."""
+    _sql(c, "DELETE FROM reviews", "DELETE FROM evidence_records WHERE seq=7")
+
+
+def test_expected_head_catches_a_truncated_tail(chain: Chain) -> None:
+    head = (7, _row(chain, 7)[1])
+    truncate_tail_cleanly(chain)
+    assert verify_store(chain.store).ok  # the remaining chain is self-consistent
+    report = verify_store(chain.store, expected_heads=[head])
+    assert [(p.code, p.seq) for p in report.problems] == [("head_missing", 7)]
+    assert "ends at seq 6" in report.problems[0].message
+    # a head at or below the new end still passes
+    assert verify_store(chain.store, expected_heads=[(6, _row(chain, 6)[1])]).ok
+
+
+def test_expected_head_catches_a_rewritten_chain(chain: Chain) -> None:
+    head = (5, _row(chain, 5)[1])
+    from inspection.evidence.ledger import Ledger, build_payload
+    from inspection.store.models import EvidenceRecordRow
+
+    rogue = Signer.generate("st-1")
+    with chain.store.write() as s:  # rewrite everything from seq 3 with a rogue key in the registry
+        Ledger(chain.store, rogue)._register_key(s)
+        rows = list(s.query(EvidenceRecordRow).order_by(EvidenceRecordRow.seq))
+        prev = rows[1].record_hash
+        for row in rows[2:]:
+            env = parse_json(row.payload)
+            env["data"]["rewritten"] = True
+            payload = build_payload(
+                seq=row.seq, prev_hash=prev, record_id=row.record_id, kind=row.kind,
+                created_at=env["created_at"], key_id=rogue.key_id, data=env["data"],
+            )  # fmt: skip
+            row.payload, row.prev_hash, row.key_id = payload, prev, rogue.key_id
+            row.record_hash = sha256_hex(payload)
+            row.signature = rogue.sign_hash(row.record_hash)
+            prev = row.record_hash
+    assert verify_store(chain.store).ok
+    report = verify_store(chain.store, expected_heads=[head])
+    assert [(p.code, p.seq) for p in report.problems] == [("head_mismatch", 5)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("7:" + "ab" * 32, (7, "ab" * 32)),
+        (" 12:" + "AB" * 32 + " ", (12, "ab" * 32)),
+        ("0:" + "ab" * 32, None),
+        ("7:" + "ab" * 31, None),
+        ("7" + "ab" * 32, None),
+        ("x:" + "ab" * 32, None),
+    ],
+)
+def test_parse_head(text: str, expected: tuple[int, str] | None) -> None:
+    from inspection.evidence.verify import parse_head
+
+    if expected is None:
+        with pytest.raises(ValueError, match="is not SEQ:HASH"):
+            parse_head(text)
+    else:
+        assert parse_head(text) == expected
