@@ -26,10 +26,13 @@ This module is the I/O edge: :func:`decode_image` is pure (bytes in, array out) 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import logging
 import math
+import os
+import stat
 import struct
 import warnings
 from dataclasses import dataclass
@@ -121,26 +124,95 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def read_image_bytes(path: str | Path, cfg: IngestConfig | None = None) -> bytes:
-    """Read a file's bytes, refusing missing, unreadable, empty or over-``max_bytes`` files."""
-    cfg = cfg or IngestConfig.model_validate({})
+_EXPECTED_FILE = "expected a JPEG, PNG, BMP or TIFF file"
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a non-regular file is, in words (None for a regular file)."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe); it was not opened"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def path_problem(path: str | Path) -> IngestError | None:
+    """Why ``path`` cannot be read as an image file without opening it, or None when it is a regular
+    file: ``not_found`` (missing, or a dangling symlink naming its target) or ``unreadable`` (a symlink
+    loop, a folder, a FIFO, a socket or device, a path that cannot be stat'ed). Never opens anything,
+    so a FIFO cannot block."""
     p = Path(path)
     try:
-        size = p.stat().st_size
-    except FileNotFoundError as exc:
-        raise IngestError(p, "not_found", "file does not exist") from exc
+        st = os.stat(p)
+    except FileNotFoundError:
+        if os.path.islink(p):
+            try:
+                target = os.readlink(p)
+            except OSError:  # pragma: no cover - vanished between the two calls
+                target = "?"
+            return IngestError(p, "not_found", f"dangling symlink: its target {target!r} does not exist")
+        return IngestError(p, "not_found", "file does not exist")
     except OSError as exc:
-        raise IngestError(p, "unreadable", f"cannot stat file: {exc.strerror or exc}") from exc
-    if not p.is_file():
-        raise IngestError(p, "unreadable", "not a regular file (expected a JPEG, PNG, BMP or TIFF file)")
-    if size == 0:
-        raise IngestError(p, "empty", "file is empty (0 bytes)")
-    if size > cfg.max_bytes:
-        raise IngestError(p, "too_large", f"file has {size} bytes; the limit is max_bytes={cfg.max_bytes}")
+        if exc.errno == errno.ELOOP:
+            return IngestError(p, "unreadable", "symlink loop (the link resolves to itself); not a file")
+        if isinstance(exc, PermissionError):
+            return IngestError(p, "unreadable", "permission denied on a folder of the path")
+        return IngestError(p, "unreadable", f"cannot stat file: {exc.strerror or exc}")
+    what = _not_regular(st.st_mode)
+    if what is not None:
+        return IngestError(p, "unreadable", f"{what}, not an image file ({_EXPECTED_FILE})")
+    return None
+
+
+def read_image_bytes(path: str | Path, cfg: IngestConfig | None = None) -> bytes:
+    """Read a file's bytes, refusing missing, unreadable, empty or over-``max_bytes`` files.
+
+    Anything but a regular file (symlink loop, dangling symlink, folder, FIFO, socket, device) is an
+    :class:`IngestError` saying what it is (:func:`path_problem`). The file is opened non-blocking
+    and checked again on the open descriptor, so a FIFO swapped in after the check cannot block.
+    """
+    cfg = cfg or IngestConfig.model_validate({})
+    p = Path(path)
+    problem = path_problem(p)
+    if problem is not None:
+        raise problem
+    flags = (
+        os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    )
     try:
-        return p.read_bytes()
+        fd = os.open(p, flags)
+    except PermissionError as exc:
+        raise IngestError(
+            p, "unreadable", "permission denied: the file cannot be opened for reading"
+        ) from exc
     except OSError as exc:
-        raise IngestError(p, "unreadable", f"cannot read file: {exc.strerror or exc}") from exc
+        raise IngestError(p, "unreadable", f"cannot open file: {exc.strerror or exc}") from exc
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        what = _not_regular(st.st_mode)
+        if what is not None:
+            raise IngestError(p, "unreadable", f"{what}, not an image file ({_EXPECTED_FILE})")
+        if st.st_size == 0:
+            raise IngestError(p, "empty", "file is empty (0 bytes)")
+        if st.st_size > cfg.max_bytes:
+            raise IngestError(
+                p, "too_large", f"file has {st.st_size} bytes; the limit is max_bytes={cfg.max_bytes}"
+            )
+        try:
+            data = fh.read(cfg.max_bytes + 1)
+        except OSError as exc:
+            raise IngestError(p, "unreadable", f"cannot read file: {exc.strerror or exc}") from exc
+    if not data:
+        raise IngestError(p, "empty", "file is empty (0 bytes)")
+    if len(data) > cfg.max_bytes:
+        raise IngestError(p, "too_large", f"file has more than max_bytes={cfg.max_bytes} bytes")
+    return data
 
 
 def read_image(path: str | Path, cfg: IngestConfig | None = None) -> Image:
