@@ -49,10 +49,12 @@ from inspection.train.pore_eval import (  # noqa: E402  (after the sys.path line
     GoodCrop,
     PhotoOutcome,
     by_group,
+    fit_zero_rule,
     froc,
     parse_yolo_labels,
     select_good_crops,
     summarise,
+    with_zero_rule,
 )
 from inspection.types import Box  # noqa: E402
 
@@ -462,7 +464,9 @@ def evaluate_run(
         notes=("mean over folds: every fold model graded every crop",),
     ).to_dict()
     pore_free = fold_out.get(PORE_FREE_WELD, {}).get("held_out")
+    zero_rule = zero_rule_figures(per_fold_pairs, op)
     return {
+        "zero_rule": zero_rule,
         "kind": "lowo",
         "run": str(run_dir),
         "arch": cfg.arch,
@@ -476,6 +480,34 @@ def evaluate_run(
         "froc_pooled": _froc_dict(held, good_all, ts),
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def zero_rule_figures(
+    per_fold: Sequence[tuple[str, Sequence[PhotoOutcome], Sequence[PhotoOutcome]]],
+    threshold: float,
+    max_false_accept: float = 0.02,
+) -> dict[str, Any]:
+    """The zero rule (``max_p_defect_for_zero``) fitted to the false-accept target on the grade a
+    station gets, two ways:
+
+    * ``pooled``: fitted on every held-out weld together (what a release ships; its figures on the
+      same welds flatter it);
+    * ``cross_fold``: per held-out weld, fitted on the *other* held-out welds only, then applied to
+      this weld and to the good crops: the honest estimate of what the rule does on a new weld.
+    """
+    held_all = [o for _, outcomes, _ in per_fold for o in outcomes]
+    pooled = fit_zero_rule(held_all, max_false_accept)
+    out: dict[str, Any] = {"target_false_accept": max_false_accept, "pooled": pooled, "per_fold": {}}
+    for fold, outcomes, good in per_fold:
+        others = [o for f, oc, _ in per_fold if f != fold for o in oc]
+        cross = fit_zero_rule(others, max_false_accept) if any(o.pores for o in others) else pooled
+        row: dict[str, Any] = {"cross_fold_rule": cross}
+        for name, rule in (("cross_fold", cross), ("pooled", pooled)):
+            held = summarise(fold, with_zero_rule(outcomes, rule), threshold, held_out=True)
+            crops = summarise(GOOD_GROUP, with_zero_rule(good, rule), threshold, held_out=True)
+            row[name] = {"held_out": held.to_dict(), GOOD_GROUP: crops.to_dict() if good else None}
+        out["per_fold"][fold] = row
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

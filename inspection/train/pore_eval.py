@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -131,7 +131,8 @@ class PhotoOutcome:
 
     ``group``: the weld (``weld01``) or the good-photo source; ``pores``: the labelled pore boxes
     (empty for good welds); ``findings``: porosity findings only; ``grade``: the porosity grade
-    (None = not graded, e.g. the quality gate failed); ``needs_review`` as in the result.
+    (None = not graded, e.g. the quality gate failed); ``needs_review`` as in the result;
+    ``p_defect``: the porosity head's calibrated P(grade >= 1) (None when not graded or unknown).
     """
 
     name: str
@@ -140,6 +141,7 @@ class PhotoOutcome:
     findings: tuple[Finding, ...]
     grade: int | None
     needs_review: bool
+    p_defect: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pores", tuple(self.pores))
@@ -164,6 +166,7 @@ class PhotoOutcome:
             findings=tuple(f for f in result.findings if f.kind is Defect.POROSITY),
             grade=None if result.porosity is None else result.porosity.grade,
             needs_review=result.needs_review,
+            p_defect=None if result.porosity is None else 1.0 - float(result.porosity.probs[0]),
         )
 
     def n_findings(self, threshold: float) -> int:
@@ -251,6 +254,40 @@ def story_agreement(
     accepted = [o for o in outcomes if o.grade is not None and not o.needs_review]
     n = sum(1 for o in accepted if o.grade == grade_from_count(o.n_findings(t), bins))
     return Rate(n, len(accepted))
+
+
+# ----------------------------------------------------------------------------------------------
+# The zero rule: "no circle, yet the head sees pores" goes to review
+
+
+def with_zero_rule(outcomes: Sequence[PhotoOutcome], rule: float) -> list[PhotoOutcome]:
+    """``outcomes`` as the pipeline would route them with ``max_p_defect_for_zero = rule``: a photo
+    graded 0 whose ``p_defect`` exceeds ``rule`` goes to review (``abstain:porosity``)."""
+    _check_threshold(rule)
+    return [
+        replace(o, needs_review=True)
+        if o.grade == 0 and o.p_defect is not None and o.p_defect > rule and not o.needs_review
+        else o
+        for o in outcomes
+    ]
+
+
+def fit_zero_rule(outcomes: Sequence[PhotoOutcome], max_false_accept: float = 0.02) -> float:
+    """The largest ``max_p_defect_for_zero`` for which at most ``max_false_accept`` of the photos
+    with labelled pores are false accepts (graded 0 from the findings, not sent to review): the
+    issue 17 target, fitted on the grade a station gets (the binned count of the findings), not on
+    the ordinal head alone. 1.0 (the rule never fires) when the target already holds."""
+    if not 0.0 <= max_false_accept <= 1.0:
+        msg = f"max_false_accept must be in [0, 1], got {max_false_accept!r}"
+        raise ValueError(msg)
+    with_pores = [o for o in outcomes if o.pores]
+    allowed = math.floor(max_false_accept * len(with_pores) + 1e-9)
+    ps = sorted(o.p_defect if o.p_defect is not None else 1.0 for o in with_pores if o.false_accept)
+    if len(ps) <= allowed:
+        return 1.0
+    # keep the `allowed` lowest accepted, send ps[allowed] and above to review: rule in [ps[a-1], ps[a])
+    below = ps[allowed - 1] if allowed else 0.0
+    return float((below + ps[allowed]) / 2.0)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from inspection.train.pore_eval import (
     default_thresholds,
     false_accept_rate,
     findings_per_photo,
+    fit_zero_rule,
     found_boxes,
     froc,
     graded_share,
@@ -37,6 +38,7 @@ from inspection.train.pore_eval import (
     story_agreement,
     summarise,
     unmatched_findings,
+    with_zero_rule,
 )
 from inspection.types import (
     Box,
@@ -202,6 +204,34 @@ def test_story_agreement_counts_only_accepted_photos_at_the_threshold() -> None:
     assert summarise("w", os_, 0.3, held_out=True).story_agreement == Rate(2, 3)
 
 
+def _zero(p: float, pores: bool = True, review: bool = False) -> PhotoOutcome:
+    return PhotoOutcome("p.jpg", "w", (BOX,) if pores else (), (), 0, review, p)
+
+
+def test_zero_rule_fit_keeps_false_accepts_within_the_target() -> None:
+    # 100 photos with pores: 90 graded >= 1, 10 graded 0 (false accepts) with P(defect) 0.05..0.50
+    os_ = [outcome((BOX,), (pore(120, 110),), 1) for _ in range(90)]
+    os_ += [_zero(0.05 * (k + 1)) for k in range(10)]
+    os_ += [_zero(0.9, pores=False), _zero(0.01, review=True)]  # a good photo; one already reviewed
+    assert false_accept_rate(os_) == Rate(10, 101)
+    rule = fit_zero_rule(os_, 0.02)  # 2 of 101 may stay: 0.05 and 0.10 accepted, 0.15 and up reviewed
+    assert 0.10 <= rule < 0.15
+    routed = with_zero_rule(os_, rule)
+    assert false_accept_rate(routed) == Rate(2, 101)
+    assert routed[-2].needs_review  # the good photo with P(defect) 0.9 is sent to review too
+    assert fit_zero_rule(os_, 0.2) == 1.0  # already within 20 %: the rule never fires
+    assert false_accept_rate(with_zero_rule(os_, 1.0)) == false_accept_rate(os_)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fit_zero_rule(os_, 1.5)
+
+
+def test_zero_rule_with_a_zero_target_routes_every_false_accept() -> None:
+    os_ = [_zero(0.3), _zero(0.6), outcome((BOX,), (pore(120, 110),), 1)]
+    rule = fit_zero_rule(os_, 0.0)
+    assert rule < 0.3
+    assert false_accept_rate(with_zero_rule(os_, rule)) == Rate(0, 3)
+
+
 def test_outcome_keeps_only_porosity_findings_from_a_result() -> None:
     result = InspectionResult(
         image_sha256="0" * 64,
@@ -220,6 +250,7 @@ def test_outcome_keeps_only_porosity_findings_from_a_result() -> None:
     )
     o = PhotoOutcome.from_result("a.jpg", "weld01", (BOX,), result)
     assert (o.grade, o.needs_review, len(o.findings)) == (1, True, 1)
+    assert o.p_defect == pytest.approx(0.9)
     with pytest.raises(ValueError, match="must be porosity findings"):
         PhotoOutcome("a", "g", (), (pore(1, 1, kind=Defect.SPATTER),), 0, False)
 
@@ -428,6 +459,11 @@ def test_script_evaluates_fold_artifacts_of_a_lowo_run(tmp_path: Path) -> None:
     assert set(res["per_fold"]) == {"weldA", "weldB"} and res["good_crops"]["n"] == 2
     assert res["operating_threshold"] == pytest.approx(calib["peak_thresholds"]["porosity"])
     assert res["grow_fraction"] == GROW_FRACTION
+    zero = res["zero_rule"]
+    assert set(zero["per_fold"]) == {"weldA", "weldB"} and 0.0 <= zero["pooled"] <= 1.0
+    for fold, zr in zero["per_fold"].items():  # a rule only adds reviews: false accepts never rise
+        fitted = zr["cross_fold"]["held_out"]["false_accept"]["count"]
+        assert fitted <= res["per_fold"][fold]["held_out"]["false_accept"]["count"]
     for fold, fr in res["per_fold"].items():
         mine = [r for r in records if r["group"] == fold]
         n_pores = sum(o["label"] == "porosity" for r in mine for o in r["objects"])
