@@ -50,6 +50,7 @@ def _register_all() -> None:
         evidence_cmds,
         inspect_cmds,
         model_cmds,
+        mqtt_cmds,
         recommend_cmds,
         score_cmds,
         service_cmds,
@@ -65,6 +66,7 @@ def _register_all() -> None:
         recommend_cmds,
         evidence_cmds,
         service_cmds,
+        mqtt_cmds,
     ):
         module.register(app)
 
