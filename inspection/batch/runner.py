@@ -11,7 +11,12 @@ Design
   ``<out>.journal.jsonl`` and the table is rendered from it (atomically) when the run ends.
 * Resume: running again with the same ``--out`` reads the journal (repairing a torn last line),
   skips images already scored (by sha256; failed images by path) and appends.
-* Bad input never stops the batch: it becomes an ``error`` record naming the reason.
+* Bad input never stops the batch: it becomes an ``error`` record naming the reason. Every path
+  given and every folder entry whose name matches gets a record: a missing file, a symlink loop, a
+  dangling symlink, a FIFO (never opened), a folder named like an image, a file or folder that
+  cannot be read. Folder entries that do not match (other extensions, sub-folders without
+  ``--recursive``, already-visited folders reached through a symlink) are skipped with a log line
+  naming the entry and the reason.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import csv
 import fnmatch
 import json
 import logging
+import math
 import os
+import signal
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -31,7 +38,7 @@ from typing import Any
 
 from inspection.batch.worker import Job, ScoreItem, init_worker, work, worker_context
 from inspection.config import StoreConfig
-from inspection.image.ingest import read_image_bytes
+from inspection.image.ingest import path_problem, read_image_bytes
 from inspection.pipeline import Inspector, PrepareConfig, recommendation_for
 from inspection.types import SCHEMA_VERSION, InspectionContext, InspectionResult
 
@@ -59,8 +66,26 @@ _CONTEXT_FIELDS = {
 _FLOAT_FIELDS = {"thickness_mm", "mm_per_px"}
 
 
+DEFAULT_CONTEXT_KEY = "*"
+"""Key of a context table entry that applies to every image without an entry of its own."""
+
+
 class UsageError(ValueError):
-    """Bad usage (missing input, unknown output format, unreadable context file): exit code 2."""
+    """Bad usage (unknown output format, unreadable context file): exit code 2."""
+
+
+class OutputError(RuntimeError):
+    """The results file cannot be written (disk full, read-only, I/O error): the records written
+    before are kept and a rerun resumes after them. Exit code 1."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or another signal) turned into an interrupt so the run ends like Ctrl-C: the records
+    written so far are kept, CSV/Parquet are rendered, exit code 128 + ``signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
 
 
 # ----------------------------------------------------------------------------------------------
@@ -77,26 +102,76 @@ def _matches(path: Path, glob: str | None) -> bool:
 def _manifest_items(path: Path) -> Iterator[ScoreItem]:
     """Items of an ``annotations.jsonl`` manifest (images relative to the manifest's folder)."""
     root = path.parent
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        yield _error_item(str(path), path, "unreadable", f"{path}: cannot read manifest: {reason}")
+        return
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            image = str(row["image"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            log.warning("%s line %d: not a manifest record (%s); skipped", path, lineno, exc)
+            continue
+        ctx_fields = {
+            k: row[k]
+            for k in ("material", "thickness_mm", "mm_per_px", "machine_serial")
+            if row.get(k) is not None
+        }
+        params = row.get("params") or {}
+        context = _make_context({**ctx_fields, **({"params": params} if params else {})}, f"{path}:{lineno}")
+        yield ScoreItem(image=str(root / image), path=root / image, context=context)
+
+
+def _error_item(image: str, path: Path, code: str, message: str) -> ScoreItem:
+    return ScoreItem(image=image, path=path, error=(code, message))
+
+
+def _folder_items(
+    folder: Path, recursive: bool, glob: str | None, seen: set[tuple[int, int]]
+) -> list[ScoreItem]:
+    """Items of one folder (and its sub-folders when ``recursive``; symlinked folders are followed
+    once: a folder reached again, e.g. through a symlink loop, is skipped and logged)."""
+    try:
+        st = folder.stat()
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return [_error_item(str(folder), folder, "unreadable", f"{folder}: cannot list folder: {reason}")]
+    seen.add((st.st_dev, st.st_ino))
+    items: list[ScoreItem] = []
+    for entry in entries:
+        path = Path(entry.path)
+        try:
+            is_dir = entry.is_dir()  # follows symlinks; False for loops and dangling links
+        except OSError:
+            is_dir = False
+        if is_dir and recursive:
             try:
-                row = json.loads(line)
-                image = str(row["image"])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                log.warning("%s line %d: not a manifest record (%s); skipped", path, lineno, exc)
+                sub = path.stat()
+            except OSError as exc:
+                items.append(_error_item(str(path), path, "unreadable", f"{path}: {exc.strerror or exc}"))
                 continue
-            ctx_fields = {
-                k: row[k]
-                for k in ("material", "thickness_mm", "mm_per_px", "machine_serial")
-                if row.get(k) is not None
-            }
-            params = row.get("params") or {}
-            context = _make_context(
-                {**ctx_fields, **({"params": params} if params else {})}, f"{path}:{lineno}"
-            )
-            yield ScoreItem(image=str(root / image), path=root / image, context=context)
+            if (sub.st_dev, sub.st_ino) in seen:
+                log.warning(
+                    "skipped %s: folder already visited (a symlink loop or a second link to it)", path
+                )
+                continue
+            items.extend(_folder_items(path, recursive, glob, seen))
+        elif _matches(path, glob):
+            items.append(ScoreItem(image=str(path), path=path))  # whatever it is: its record says why
+        elif is_dir:
+            log.info("skipped %s: a sub-folder (pass --recursive to score its images)", path)
+        else:
+            problem = path_problem(path)
+            what = f"; it is also unusable: {problem.reason}" if problem is not None else ""
+            log.info("skipped %s: name does not match %s%s", path, glob or "/".join(IMAGE_EXTENSIONS), what)
+    return items
 
 
 def expand_inputs(
@@ -104,44 +179,67 @@ def expand_inputs(
 ) -> list[ScoreItem]:
     """Expand files, folders (``recursive``, ``glob``) and ``*.jsonl`` manifests into items.
 
-    Raises :class:`UsageError` when a path does not exist.
+    Every path given becomes at least one item: one that does not exist, cannot be listed or is not
+    a file (symlink loop, dangling symlink, FIFO) becomes an item whose record is an error naming
+    the reason, so one bad path never stops the batch. In folders, every entry whose name matches
+    becomes an item; the others are skipped with a log line (see the module docstring).
     """
     items: list[ScoreItem] = []
     for given in paths:
         p = Path(given)
+        problem = None if p.is_dir() else path_problem(p)
         if p.is_dir():
-            found = p.rglob("*") if recursive else p.iterdir()
-            files = sorted(f for f in found if f.is_file() and _matches(f, glob))
-            items.extend(ScoreItem(image=str(f), path=f) for f in files)
-        elif p.is_file() and p.suffix.lower() == ".jsonl":
+            found = _folder_items(p, recursive, glob, set())
+            if not found:
+                pattern = glob or "/".join(IMAGE_EXTENSIONS)
+                log.warning("input %s: a folder with no entry matching %s; nothing to score", given, pattern)
+            items.extend(sorted(found, key=lambda it: it.path))
+        elif problem is None and p.suffix.lower() == ".jsonl":
             items.extend(_manifest_items(p))
-        elif p.is_file():
-            items.append(ScoreItem(image=str(given), path=p))
+        elif problem is not None:
+            log.warning("input %s", problem)
+            items.append(_error_item(str(given), p, problem.code, str(problem)))
         else:
-            msg = f"input {str(given)!r} does not exist (expected an image, a folder or an annotations.jsonl)"
-            raise UsageError(msg)
+            items.append(ScoreItem(image=str(given), path=p))
     return items
 
 
 def _make_context(row: Mapping[str, Any], where: str) -> InspectionContext | None:
     fields: dict[str, Any] = {}
-    params: dict[str, Any] = dict(row.get("params") or {})
-    for key, value in row.items():
-        if key in ("image", "params") or value is None or value == "":
-            continue
-        if key in _CONTEXT_FIELDS:
-            fields[key] = float(value) if key in _FLOAT_FIELDS else str(value)
-        else:
-            params[key] = _number_or_text(value)
-    if params:
-        fields["params"] = params
-    if not fields:
-        return None
+    raw_params = row.get("params") or {}
+    if not isinstance(raw_params, Mapping):
+        msg = f"invalid context for {where}: params must be an object of name -> value, not {raw_params!r}"
+        raise UsageError(msg)
+    params: dict[str, Any] = dict(raw_params)
     try:
+        for key, value in row.items():
+            if key in ("image", "params") or value is None or value == "":
+                continue
+            if key in _FLOAT_FIELDS:
+                fields[key] = _positive_number(key, value)
+            elif key in _CONTEXT_FIELDS:
+                fields[key] = str(value)
+            else:
+                params[key] = _number_or_text(value)
+        if params:
+            fields["params"] = params
+        if not fields:
+            return None
         return InspectionContext(**fields)
     except (TypeError, ValueError) as exc:
         msg = f"invalid context for {where}: {exc}"
         raise UsageError(msg) from exc
+
+
+def _positive_number(key: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        msg = f"{key} must be a positive number, got {value!r}"
+        raise ValueError(msg)
+    return number
 
 
 def _number_or_text(value: Any) -> Any:
@@ -153,11 +251,46 @@ def _number_or_text(value: Any) -> Any:
     return value
 
 
+_JSON_CONTEXT_SHAPES = (
+    "one context object for every image (the form `weldinspect inspect --context` takes, e.g. "
+    '{"process": "laser", "thickness_mm": 2, "params": {...}}), a list of objects each with "image", '
+    "or an object mapping image name -> context object"
+)
+
+
+def _json_context_rows(path: Path, data: Any) -> list[Mapping[str, Any]]:
+    """The rows of a JSON context file, one of the shapes in :data:`_JSON_CONTEXT_SHAPES`."""
+    if isinstance(data, list):
+        return data
+    if not isinstance(data, dict):
+        msg = f"context file {path}: got a JSON {type(data).__name__}; expected {_JSON_CONTEXT_SHAPES}"
+        raise UsageError(msg)
+    if _CONTEXT_FIELDS.intersection(data) or "params" in data:  # one context for every image
+        unknown = sorted(set(data) - _CONTEXT_FIELDS - {"params"})
+        if unknown:  # strict, as `inspect --context`
+            valid = ", ".join(sorted(_CONTEXT_FIELDS | {"params"}))
+            msg = f"context file {path}: unknown context field(s) {unknown}; valid: {valid}"
+            raise UsageError(msg)
+        return [{**data, "image": DEFAULT_CONTEXT_KEY}]
+    bad = [k for k, v in data.items() if not isinstance(v, dict)]
+    if bad:
+        fields = ", ".join(sorted(_CONTEXT_FIELDS | {"params"}))
+        msg = (
+            f"context file {path}: the value of {bad[0]!r} is a {type(data[bad[0]]).__name__}, and no key "
+            f"is a context field ({fields}); expected {_JSON_CONTEXT_SHAPES}"
+        )
+        raise UsageError(msg)
+    return [{"image": k, **v} for k, v in data.items()]
+
+
 def load_context_table(path: Path) -> dict[str, InspectionContext]:
     """Read a CSV or JSON context file keyed by image name (file name or path as given).
 
     CSV: a header with ``image`` and any of the context fields; other columns become welding
-    parameters. JSON: a list of objects with ``image``, or an object mapping image name -> fields.
+    parameters. JSON: one context object for every image (what ``weldinspect inspect --context``
+    takes; stored under :data:`DEFAULT_CONTEXT_KEY`), a list of objects with ``image``, or an object
+    mapping image name -> fields. Anything else is a :class:`UsageError` naming the file and the
+    shapes it may have.
     """
     if not path.is_file():
         msg = f"context file {path} does not exist"
@@ -168,14 +301,7 @@ def load_context_table(path: Path) -> dict[str, InspectionContext]:
             with path.open(newline="", encoding="utf-8") as fh:
                 rows = list(csv.DictReader(fh))
         elif path.suffix.lower() == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(data, dict):
-                rows = [{"image": k, **v} for k, v in data.items()]
-            elif isinstance(data, list):
-                rows = data
-            else:
-                msg = f"context file {path}: expected a list or an object, got {type(data).__name__}"
-                raise UsageError(msg)
+            rows = _json_context_rows(path, json.loads(path.read_text(encoding="utf-8")))
         else:
             msg = f"context file {path}: unsupported type {path.suffix!r}; use .csv or .json"
             raise UsageError(msg)
@@ -186,6 +312,8 @@ def load_context_table(path: Path) -> dict[str, InspectionContext]:
     for i, row in enumerate(rows, 1):
         if not isinstance(row, Mapping) or not row.get("image"):
             msg = f"context file {path}: row {i} has no 'image' field"
+            if path.suffix.lower() == ".json":
+                msg += f"; expected {_JSON_CONTEXT_SHAPES}"
             raise UsageError(msg)
         ctx = _make_context(row, f"{path} row {i}")
         if ctx is not None:
@@ -194,11 +322,12 @@ def load_context_table(path: Path) -> dict[str, InspectionContext]:
 
 
 def attach_contexts(items: Sequence[ScoreItem], table: Mapping[str, InspectionContext]) -> list[ScoreItem]:
-    """Join contexts by the path as given, then by file name; manifest contexts are kept otherwise."""
+    """Join contexts by the path as given, then by file name; manifest contexts are kept otherwise;
+    then the table's :data:`DEFAULT_CONTEXT_KEY` entry (a one-object JSON context) applies."""
     out = []
     for it in items:
-        ctx = table.get(it.image) or table.get(it.path.name) or it.context
-        out.append(ScoreItem(it.image, it.path, ctx))
+        ctx = table.get(it.image) or table.get(it.path.name) or it.context or table.get(DEFAULT_CONTEXT_KEY)
+        out.append(ScoreItem(it.image, it.path, ctx, it.error))
     return out
 
 
@@ -460,6 +589,7 @@ class ScoreSummary:
     stage_ms: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     interrupted: bool = False
+    signum: int = signal.SIGINT
 
     @property
     def images_per_s(self) -> float:
@@ -481,7 +611,7 @@ class ScoreSummary:
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return 130
+            return 128 + int(self.signum)  # 130 Ctrl-C, 143 SIGTERM
         return 3 if self.status.get("error") else 0
 
 
@@ -572,7 +702,16 @@ def score(
                 v for k, v in ins.result.timings_ms.items() if k not in ("decode", "preprocess", "quality")
             )
             records.append(result_record(job.item.image, ins.result, elapsed, **extra))
-        journal.write(records)
+        try:
+            journal.write(records)
+        except OSError as exc:
+            done = summary.scored
+            msg = (
+                f"cannot write results to {jpath}: {exc.strerror or exc}; the {done} record(s) written in "
+                "this run before it are kept; free space (or fix the file) and run again with the same "
+                "--out to resume"
+            )
+            raise OutputError(msg) from exc
         for r in records:
             summary.add(r)
         pending.clear()
@@ -580,7 +719,12 @@ def score(
             progress(summary.scored + summary.skipped, summary.total)
 
     try:
-        with Journal(jpath) as journal:
+        try:
+            journal_file = Journal(jpath)
+        except OSError as exc:
+            msg = f"cannot open results file {jpath} for writing: {exc.strerror or exc}"
+            raise OutputError(msg) from exc
+        with journal_file as journal:
             for job in _jobs(
                 todo, inspector.prepare_config, done_sha, keep_bytes, workers, batch_size, prefetch
             ):
@@ -591,13 +735,17 @@ def score(
                 if len(pending) >= batch_size:
                     flush(journal)
             flush(journal)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         summary.interrupted = True
+        summary.signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
         log.warning("interrupted: records written so far are kept; run again to resume")
     finally:
         summary.seconds = time.perf_counter() - t_start
-        if out.suffix.lower() != ".jsonl":
-            render_table(read_journal(jpath, repair=False), out)
+        if out.suffix.lower() != ".jsonl" and jpath.exists():
+            try:
+                render_table(read_journal(jpath, repair=False), out)
+            except OSError as exc:  # e.g. the same full disk: the journal stays, a rerun renders it
+                log.error("cannot write %s (%s); the records are in %s", out, exc.strerror or exc, jpath)
     return summary
 
 

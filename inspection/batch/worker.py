@@ -23,11 +23,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ScoreItem:
-    """One input image: ``image`` is the path as given (it appears in the output)."""
+    """One input image: ``image`` is the path as given (it appears in the output).
+
+    ``error`` ``(code, message)`` marks an entry known to be bad before it is read (e.g. a folder
+    that cannot be listed): it becomes an error record without touching the file system again."""
 
     image: str
     path: Path
     context: InspectionContext | None = None
+    error: tuple[str, str] | None = None
 
 
 _CFG: PrepareConfig | None = None
@@ -78,6 +82,8 @@ def work(item: ScoreItem) -> Job:
         raise RuntimeError(msg)
     t0 = time.perf_counter()
     sha = None
+    if item.error is not None:
+        return Job(item, "error", code=item.error[0], message=item.error[1])
     try:
         data = read_image_bytes(item.path, cfg.ingest)
         sha = image_sha256(data)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,11 +79,17 @@ def score_cmd(
         0, "--prepare-tasks", help="Concurrent Ray decode/preprocess tasks (0: half the cluster's CPUs)."
     ),
 ) -> None:
-    """Score images into a results file. Exit code 0: all scored; 3: some errors; 2: bad usage."""
+    """Score images into a results file.
+
+    Exit code 0: all scored; 3: some records are errors (bad files, missing paths, symlink loops,
+    FIFOs ...: each has an error record); 2: bad usage; 1: the results could not be written (disk
+    full); 130 / 143: interrupted by Ctrl-C / SIGTERM (records written so far are kept, a rerun
+    with the same --out resumes)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from inspection.batch.runner import (
+        OutputError,
         UsageError,
         attach_contexts,
         expand_inputs,
@@ -148,7 +155,7 @@ def score_cmd(
         console=err,
         disable=not show,
     )
-    with progress:
+    with progress, _terminate_as_interrupt():
         task = progress.add_task("score", total=len(items), rate=0.0)
 
         def on_progress(done: int, total: int) -> None:
@@ -176,6 +183,9 @@ def score_cmd(
         except UsageError as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from exc
+        except OutputError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from exc
         except engine_errors as exc:  # Ray could not start / be reached, or its stage failed
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from exc
@@ -184,6 +194,30 @@ def score_cmd(
 
         Console().print(summary_table(summary, out))
     raise typer.Exit(summary.exit_code)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While scoring, SIGTERM ends the run like Ctrl-C (records kept, tables rendered, exit 143)
+    instead of killing it between two writes. Only the main thread can install handlers; elsewhere
+    nothing changes. The previous handler is restored afterwards."""
+    import signal
+    import threading
+
+    from inspection.batch.runner import Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _score_ray(

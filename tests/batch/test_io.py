@@ -65,9 +65,9 @@ def test_expand_manifest_resolves_images_and_context(tmp_path: Path) -> None:
     assert ctx.params == {"power_w": 1500}
 
 
-def test_missing_input_is_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"nope\.jpg"):
-        expand_inputs([tmp_path / "nope.jpg"])
+def test_missing_input_is_an_error_item_not_a_usage_error(tmp_path: Path) -> None:
+    (item,) = expand_inputs([tmp_path / "nope.jpg"])  # one bad path never stops the batch
+    assert item.error == ("not_found", f"{tmp_path / 'nope.jpg'}: file does not exist")
 
 
 def test_context_csv_joins_by_name_and_collects_params(tmp_path: Path) -> None:

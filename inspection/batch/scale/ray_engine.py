@@ -474,7 +474,7 @@ def _run_pipeline(
 
 def _absolute(item: ScoreItem) -> ScoreItem:
     """The item with an absolute path (Ray workers may run in another working directory)."""
-    return ScoreItem(item.image, item.path.absolute(), item.context)
+    return ScoreItem(item.image, item.path.absolute(), item.context, item.error)
 
 
 def _remove_empty(directory: Path) -> None:
