@@ -58,6 +58,7 @@ def mqtt_cmd(
     service, and acknowledged only after its record is committed. SIGTERM / Ctrl-C stop cleanly
     (retained status 'offline'); a crash leaves the last will 'offline' and the broker redelivers.
     """
+    import dataclasses
     import signal
     import threading
 
@@ -96,8 +97,9 @@ def mqtt_cmd(
     if max_bytes is not None and max_bytes < 1:
         raise _fail(f"--max-bytes must be a positive number of bytes, got {max_bytes}")
     cfg = _app_config(config, home, db)
-    extra = {"max_upload_bytes": max_bytes} if max_bytes is not None else {}
-    settings = _settings(cfg, model, signing_key_id=key_id, backend=backend, threads=threads, **extra)
+    settings = _settings(cfg, model, signing_key_id=key_id, backend=backend, threads=threads)
+    if max_bytes is not None:  # the HTTP service's upload limit, for this adapter only
+        settings = dataclasses.replace(settings, max_upload_bytes=max_bytes)
     try:
         recorder = open_recorder(settings)
     except (KeyFileError, ValueError) as exc:

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -115,12 +115,21 @@ class Listener:
             Got(m.topic, m.payload, bool(m.retain), user, getattr(props, "CorrelationData", None))
         )
 
-    def next(self, topic: str) -> Got:
-        """The next message on ``topic`` (messages on other topics before it are dropped)."""
+    @overload
+    def next(self, topic: str) -> Got: ...
+    @overload
+    def next(self, topic: str, *, fail: bool) -> Got | None: ...
+    def next(self, topic: str, *, fail: bool = True) -> Got | None:
+        """The next message on ``topic`` (messages on other topics before it are dropped).
+
+        None (or a test failure when ``fail``) when none comes within ``WAIT_S``.
+        """
         while True:
             try:
                 got = self.messages.get(timeout=WAIT_S)
             except queue.Empty:
+                if not fail:
+                    return None
                 pytest.fail(f"no message on {topic} within {WAIT_S:g} s")
             if got.topic == topic:
                 return got
@@ -524,3 +533,37 @@ def test_crash_before_ack_means_redelivery_and_no_second_record(
     (record,) = _records(state, station)
     assert record.id == first.json()["id"] and record.part_id == "P-31"
     assert record.idempotency_key is not None and record.idempotency_key.startswith(f"mqtt:{station}:")
+
+
+def test_cli_serves_until_sigterm_then_says_offline(
+    listener: Listener, station: str, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from inspection.evidence.keys import init_key
+    from inspection.store import Store
+
+    init_key(tmp_path / "keys", station_id=station)
+    topics = StationTopics(station)
+    cmd = [sys.executable, "-c", "from inspection.cli import main; main()", "mqtt", "--station", station]
+    cmd += ["--broker", f"mqtt://{HOST}:{PORT}", "--home", str(tmp_path), "--model", str(tiny_model_dir)]
+    cmd += ["--session-expiry", "120", "--max-bytes", "1000"]
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as fh:
+        child = subprocess.Popen(cmd, stderr=fh)
+    try:
+        if (got := listener.next(topics.status, fail=False)) is None:
+            pytest.fail(f"weldinspect mqtt did not come online; it said:\n{log.read_text()}")
+        assert got.payload == b"online"
+        listener.publish(topics.image, seam_jpeg(41))  # over --max-bytes 1000
+        assert listener.next(topics.error).json()["error"] == "too_large"
+        listener.publish(topics.image, encode(gradient_rgb(32, 32), "PNG"))
+        body = listener.next(topics.result).json()
+        child.terminate()
+        child.wait(timeout=WAIT_S)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, log.read_text()
+    assert listener.next(topics.status).payload == b"offline"
+    with Store.open(f"sqlite:///{tmp_path / 'weldinspect.db'}", tmp_path / "images") as store:
+        assert [r.id for r in store.list_inspections().items] == [body["id"]]
