@@ -10,12 +10,12 @@ the recorder's ingest stage, also as for HTTP. Nothing here does I/O.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Final
 
 from pydantic import ValidationError
 
+from inspection.evidence.canonical import CanonicalError, parse_json
 from inspection.image.ingest import SUPPORTED_FORMATS, image_sha256, sniff_format
 from inspection.service.routes import ACCEPTED_TYPES, MAX_IDEMPOTENCY_KEY
 from inspection.service.schemas import InspectionMetadata
@@ -25,6 +25,8 @@ IDEMPOTENCY_PROPERTY: Final = "idempotency_key"
 METADATA_PROPERTY: Final = "metadata"
 METADATA_FIELDS: Final[tuple[str, ...]] = tuple(InspectionMetadata.model_fields)
 VALID_PROPERTIES: Final[tuple[str, ...]] = (IDEMPOTENCY_PROPERTY, METADATA_PROPERTY, *METADATA_FIELDS)
+MAX_PROPERTIES_BYTES: Final = 64 * 1024
+"""Largest total of user-property names and values (UTF-8): the HTTP API's ``metadata`` limit."""
 JSON_FIELDS: Final = frozenset({"params"})
 """Metadata fields whose user-property value is JSON (the others are plain strings)."""
 
@@ -145,6 +147,15 @@ def metadata_of(properties: tuple[tuple[str, str], ...], station: str) -> Inspec
     One property per field (values are strings; ``params`` is a JSON object), and/or one
     ``metadata`` property holding the HTTP API's JSON object. A field may be given once.
     """
+    size = sum(
+        len(k.encode("utf-8", "surrogatepass")) + len(v.encode("utf-8", "surrogatepass"))
+        for k, v in properties
+    )
+    if size > MAX_PROPERTIES_BYTES:
+        raise Rejected(
+            "invalid_metadata",
+            f"user properties hold {size} bytes; at most {MAX_PROPERTIES_BYTES} are accepted",
+        )
     raw: dict[str, Any] = {}
     seen: set[str] = set()
     for name, value in properties:
@@ -194,7 +205,10 @@ def _put(raw: dict[str, Any], name: str, value: Any, where: str) -> None:
 
 
 def _json(name: str, value: str) -> Any:
+    """The JSON of a property: no duplicate keys, NaN or Infinity (what a signed record can hold)."""
     try:
-        return json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise Rejected("invalid_metadata", f"user property {name!r} is not valid JSON: {exc}") from exc
+        return parse_json(value)
+    except CanonicalError as exc:
+        raise Rejected("invalid_metadata", f"user property {name!r} is {exc}") from exc
+    except RecursionError as exc:
+        raise Rejected("invalid_metadata", f"user property {name!r} nests too deeply") from exc
