@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (called by `make test` and .ci/run).
-# 1. makes sure the services the tests talk to are up on loopback (PostgreSQL), installing and
+# 1. makes sure the services the tests talk to are up on loopback (PostgreSQL, Mosquitto), installing and
 #    starting them when missing, or says loudly that their tests will be skipped;
 # 2. lints (ruff, mypy, import-linter); 3. runs pytest. pytest's exit code 5 (no tests collected) is a failure.
 set -uo pipefail
@@ -43,6 +43,28 @@ ensure_postgres() {
   export WELDINSPECT_NO_POSTGRES=1
 }
 
+mqtt_up() { (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; }
+
+ensure_mosquitto() {
+  if mqtt_up; then echo "Mosquitto: up on 127.0.0.1:1883"; return 0; fi
+  echo "Mosquitto: not answering on 127.0.0.1:1883; trying to start it"
+  if ! command -v mosquitto >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients) \
+      >/dev/null 2>&1 || true
+  fi
+  local bin; bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+  if [ -x "$bin" ]; then
+    # loopback only, anonymous (the tests' broker); the machine's own config is left alone
+    local conf; conf=$(mktemp /tmp/weldinspect-mosquitto.XXXXXX.conf)
+    printf 'listener 1883 127.0.0.1\nallow_anonymous true\npersistence false\n' > "$conf"
+    "$bin" -c "$conf" -d >/dev/null 2>&1 || true
+    for _ in $(seq 1 20); do mqtt_up && break; sleep 0.5; done
+    if mqtt_up; then echo "Mosquitto: started on 127.0.0.1:1883 ($conf)"; return 0; fi
+  fi
+  echo "!!!!!!!! Mosquitto could not be installed or started: MQTT broker tests WILL BE SKIPPED !!!!!!!!"
+  export WELDINSPECT_NO_MQTT=1
+}
+
 ensure_chromium() {
   if command -v chromium >/dev/null 2>&1; then echo "Chromium: $(command -v chromium)"; return 0; fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -55,6 +77,7 @@ ensure_chromium() {
 
 log "services"
 ensure_postgres
+ensure_mosquitto
 ensure_chromium
 
 log "ruff"
