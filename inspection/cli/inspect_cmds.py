@@ -49,14 +49,15 @@ def inspect_cmd(
     ),
 ) -> None:
     """Inspect one image and print the result as JSON (grades, findings, standards, advice)."""
-    from inspection.image.ingest import IngestError
+    from inspection.image.ingest import IngestError, path_problem
     from inspection.model.artifact import ArtifactError
     from inspection.pipeline import Inspector, recommendation_for
 
     ctx = _load_context(context)
-    if not image.exists():
-        typer.echo(f"error: image {image} does not exist", err=True)
-        raise typer.Exit(2)
+    problem = path_problem(image)  # names a symlink loop, dangling symlink, folder or FIFO as such
+    if problem is not None:
+        typer.echo(f"error: image {problem}", err=True)
+        raise typer.Exit(2 if problem.code == "not_found" else 1)
     try:
         inspector = Inspector.from_artifact(model, backend=backend)
     except ArtifactError as exc:
