@@ -134,7 +134,7 @@ def _not_regular(mode: int) -> str | None:
     if stat.S_ISDIR(mode):
         return "a folder"
     if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe); it was not opened"
+        return "a FIFO (named pipe, not opened)"
     if stat.S_ISSOCK(mode):
         return "a socket"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
