@@ -34,7 +34,9 @@ from inspection.evidence.ledger import KIND_INSPECTION, EvidenceRecord, build_pa
 from inspection.evidence.verify import check_record
 from inspection.image.ingest import ERROR_CODES, IngestError, decode_image
 
-SETTINGS = settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    deadline=None, max_examples=300, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 text = st.text()  # any unicode scalar value (Hypothesis leaves out lone surrogates, tested apart)
 finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-(2.0**53), max_value=2.0**53,
@@ -127,7 +129,7 @@ SIGNATURES = [b"", b"\xff\xd8\xff", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", b"\x89P
               b"RIFF\x00\x00\x00\x00WEBPVP8 "]  # fmt: skip
 
 
-@settings(deadline=None, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=400, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(SIGNATURES), st.binary(max_size=2048))
 def test_ingest_of_random_bytes_raises_only_ingest_error(signature: bytes, tail: bytes) -> None:
     data = signature + tail
@@ -150,7 +152,7 @@ def _valid_files() -> list[bytes]:
 VALID_FILES = _valid_files()
 
 
-@settings(deadline=None, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=400, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from(range(len(VALID_FILES))),
     st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8),
