@@ -25,7 +25,9 @@ from inspection.store import ApiKeyInfo, Store
 
 KEY_PREFIX = "wik_"
 ROLES = ("station", "auditor", "admin")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+"""Valid API key names (1-128 of letters, digits, ``_ . : -``, starting alphanumeric)."""
+_NAME_RE = re.compile(NAME_PATTERN)
 
 
 class AuthError(Exception):
@@ -106,7 +108,7 @@ def require_role(principal: Principal, *roles: str) -> Principal:
 
 def check_key_request(name: str, role: str, station_id: str | None) -> None:
     """Validate a new key's name, role and station id (ValueError naming what is valid)."""
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         msg = f"key name {name!r} is invalid; use 1-128 of letters, digits, _ . : - (starting alphanumeric)"
         raise ValueError(msg)
     if role not in ROLES:

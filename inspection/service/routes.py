@@ -3,11 +3,10 @@ which FastAPI runs in its thread pool."""
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +22,7 @@ from fastapi import (
     Response,
     UploadFile,
 )
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from starlette.background import BackgroundTask
@@ -32,10 +31,12 @@ from inspection.evidence.ledger import IdempotencyConflictError, get_record
 from inspection.image.ingest import SUPPORTED_FORMATS, IngestError, image_sha256, sniff_format
 from inspection.service import schemas
 from inspection.service.auth import Principal, authenticate, key_from_headers, require_role
+from inspection.service.contract import RETRY_AFTER_S
 from inspection.service.metrics import CONTENT_TYPE, Metrics
 from inspection.service.queries import ping, trend_points
 from inspection.service.state import ServiceState
 from inspection.service.trend import trend
+from inspection.service.validation import InputError, parse_metadata, text_problem
 from inspection.store import InspectionFilter, InspectionRecord, Page
 
 logger = logging.getLogger(__name__)
@@ -46,14 +47,34 @@ ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/bmp", "image/x-ms-bmp", "ima
 """Upload content types accepted as declared; ``application/octet-stream`` is sniffed instead."""
 SIZE_CODES = ("too_large", "too_many_pixels")
 MAX_IDEMPOTENCY_KEY = 128
+MAX_OFFSET = 1_000_000_000
+"""Largest ``offset`` of ``GET /v1/inspections`` (a bound every database's OFFSET takes)."""
+MAX_FILTER = 128
+"""Longest text filter (serial, station, part id), as long as the stored columns."""
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <api key>")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
 
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": schemas.Problem,
+        "description": "the store (database) is unavailable, or the service is starting or stopping: retry",
+        "headers": {
+            "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
+        },
+    },
+}
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": schemas.Problem, "description": "missing, wrong or revoked API key"},
     403: {"model": schemas.Problem, "description": "the key's role may not do this"},
+    422: {"model": schemas.Problem, "description": "an invalid value: the detail names it and what is valid"},
+    **UNAVAILABLE,
 }
+"""The errors every endpoint behind a key may answer (bodies: Problem)."""
+UNPARSEABLE: dict[int | str, dict[str, Any]] = {
+    400: {"model": schemas.Problem, "description": "the body could not be parsed (not UTF-8, malformed)"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": schemas.Problem, "description": "not found"}}
 
 
 # ---- dependencies ---------------------------------------------------------------------------------
@@ -62,7 +83,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 def get_state(request: Request) -> ServiceState:
     state = request.app.state.service
     if state is None:
-        raise HTTPException(503, "service is starting or stopping; retry shortly")
+        raise HTTPException(
+            503, "service is starting or stopping; retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)}
+        )
     return state  # type: ignore[no-any-return]
 
 
@@ -149,13 +172,11 @@ def _check_media(declared: str | None, data: bytes) -> None:
 
 
 def _metadata(text: str, principal: Principal) -> schemas.InspectionMetadata:
-    """Parse the metadata JSON (422 naming the problem) and bind it to the calling station (403)."""
+    """Parse the metadata JSON (413/422 naming the problem) and bind it to the calling station (403)."""
     try:
-        raw = json.loads(text or "{}")
-    except json.JSONDecodeError as exc:
-        raise HTTPException(422, f"metadata is not valid JSON: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise HTTPException(422, f"metadata must be a JSON object, got {type(raw).__name__}")
+        raw = parse_metadata(text)
+    except InputError as exc:
+        raise HTTPException(exc.status, str(exc)) from exc
     try:
         meta = schemas.InspectionMetadata.model_validate(raw)
     except ValidationError as exc:
@@ -173,6 +194,17 @@ def _metadata(text: str, principal: Principal) -> schemas.InspectionMetadata:
             )
         meta = meta.model_copy(update={"station_id": principal.station_id})
     return meta
+
+
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    """``value`` in UTC (naive = UTC); 422 naming ``name`` when it cannot be (out of range)."""
+    if value is None:
+        return None
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        msg = f"{name} {value.isoformat()} is out of range in UTC; valid: years 0001-9999 after conversion"
+        raise HTTPException(422, msg) from exc
 
 
 # ---- health and metrics ---------------------------------------------------------------------------
@@ -202,10 +234,21 @@ def readyz(request: Request) -> Response:
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
-@router.get("/metrics", response_class=PlainTextResponse, tags=["health"], responses=ERRORS)
-def metrics(principal: Caller, registry: Annotated[Metrics, Depends(get_metrics)]) -> PlainTextResponse:
+@router.get(
+    "/metrics",
+    response_class=Response,
+    tags=["health"],
+    responses={
+        200: {
+            "description": "Prometheus text format 0.0.4",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        **ERRORS,
+    },
+)
+def metrics(principal: Caller, registry: Annotated[Metrics, Depends(get_metrics)]) -> Response:
     """Prometheus text format: requests by route/status, inference latency, inspections by status."""
-    return PlainTextResponse(registry.render(), media_type=CONTENT_TYPE)
+    return Response(registry.render(), media_type=CONTENT_TYPE)
 
 
 # ---- inspections ----------------------------------------------------------------------------------
@@ -218,11 +261,18 @@ def metrics(principal: Caller, registry: Annotated[Metrics, Depends(get_metrics)
     tags=["inspections"],
     responses={
         **ERRORS,
+        **UNPARSEABLE,
         200: {"model": schemas.InspectionOut, "description": "idempotent replay: the earlier record"},
         409: {"model": schemas.Problem, "description": "Idempotency-Key already used for another image"},
-        413: {"model": schemas.Problem, "description": "image over max_upload_bytes or max_pixels"},
+        413: {
+            "model": schemas.Problem,
+            "description": "image over max_upload_bytes or max_pixels, or metadata over 64 KiB",
+        },
         415: {"model": schemas.Problem, "description": "not a supported image type"},
-        422: {"model": schemas.Problem, "description": "unreadable image or invalid metadata"},
+        422: {
+            "model": schemas.Problem,
+            "description": "empty or unreadable image, or invalid metadata (the detail names the field)",
+        },
     },
 )
 def create_inspection(
@@ -231,7 +281,9 @@ def create_inspection(
     registry: Annotated[Metrics, Depends(get_metrics)],
     response: Response,
     image: Annotated[UploadFile, File(description="the seam photo (JPEG, PNG, BMP or TIFF)")],
-    metadata: Annotated[str, Form(description="JSON object, see InspectionMetadata")] = "{}",
+    metadata: Annotated[
+        str, Form(description="JSON object (at most 64 KiB, 16 levels deep), see InspectionMetadata")
+    ] = "{}",
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", max_length=MAX_IDEMPOTENCY_KEY)
     ] = None,
@@ -263,7 +315,10 @@ def _submit(
     if len(data) > limit:
         raise HTTPException(413, f"image is larger than {limit} bytes (max_upload_bytes)")
     if not data:
-        raise HTTPException(422, "image part is empty (0 bytes)")
+        raise HTTPException(422, "image part is empty (0 bytes); send the photo's bytes")
+    name = image.filename or "<upload>"
+    if text_problem(name) is not None:
+        raise HTTPException(422, f"image filename {name!r} {text_problem(name)}")
     _check_media(image.content_type, data)
     meta = _metadata(metadata, principal)
     try:
@@ -274,9 +329,10 @@ def _submit(
     if idempotency_key is not None:
         if not idempotency_key.strip():
             raise HTTPException(422, "Idempotency-Key must not be blank")
+        if text_problem(idempotency_key) is not None:
+            raise HTTPException(422, f"Idempotency-Key {text_problem(idempotency_key)}")
         scope = principal.station_id or f"key:{principal.name}"
         scoped_key = f"{scope}/{idempotency_key.strip()}"
-    name = image.filename or "<upload>"
     try:
         sub = state.recorder.submit(
             data, context, idempotency_key=scoped_key, name=name, image_sha256=image_sha256(data)
@@ -296,7 +352,7 @@ def _submit(
     "/v1/inspections/{inspection_id}",
     response_model=schemas.InspectionOut,
     tags=["inspections"],
-    responses={**ERRORS, 404: {"model": schemas.Problem}},
+    responses={**ERRORS, **NOT_FOUND},
 )
 def get_inspection(inspection_id: str, state: State, principal: Caller) -> schemas.InspectionOut:
     """One inspection (stations see only their own; others' are 404)."""
@@ -307,16 +363,18 @@ def get_inspection(inspection_id: str, state: State, principal: Caller) -> schem
 def list_inspections(
     state: State,
     principal: Caller,
-    serial: Annotated[str | None, Query(description="machine serial")] = None,
-    station: Annotated[str | None, Query(description="station id (stations: only their own)")] = None,
-    part_id: str | None = None,
+    serial: Annotated[str | None, Query(max_length=MAX_FILTER, description="machine serial")] = None,
+    station: Annotated[
+        str | None, Query(max_length=MAX_FILTER, description="station id (stations: only their own)")
+    ] = None,
+    part_id: Annotated[str | None, Query(max_length=MAX_FILTER)] = None,
     since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
     grade: Annotated[int | None, Query(ge=0, le=3, description="porosity grade >= this")] = None,
     spatter_grade: Annotated[int | None, Query(ge=0, le=3, description="spatter grade >= this")] = None,
     needs_review: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> schemas.InspectionPage:
     """Inspections, newest first, filtered; ``total`` counts every match, ``next_offset`` pages on."""
     if principal.role == "station":
@@ -329,8 +387,8 @@ def list_inspections(
             station_id=station,
             part_id=part_id,
             needs_review=needs_review,
-            since=since,
-            until=until,
+            since=_utc(since, "since"),
+            until=_utc(until, "until"),
             min_porosity_grade=grade,
             min_spatter_grade=spatter_grade,
         )
@@ -367,7 +425,7 @@ def list_inspections(
     "/v1/inspections/{inspection_id}/overlay.png",
     tags=["inspections"],
     response_class=Response,
-    responses={**ERRORS, 200: {"content": {"image/png": {}}}, 404: {}},
+    responses={**ERRORS, 200: {"content": {"image/png": {}}}, **NOT_FOUND},
 )
 def get_overlay(inspection_id: str, state: State, principal: Caller) -> Response:
     """The stored photo with seam, findings (and heatmaps when the current model made them) drawn on."""
@@ -386,7 +444,7 @@ def get_overlay(inspection_id: str, state: State, principal: Caller) -> Response
     "/v1/machines/{serial}/trend",
     response_model=schemas.TrendOut,
     tags=["machines"],
-    responses={**ERRORS, 404: {"model": schemas.Problem}},
+    responses={**ERRORS, **NOT_FOUND},
 )
 def machine_trend(
     serial: str,
@@ -403,6 +461,7 @@ def machine_trend(
     if state.store.get_machine(serial) is None:
         raise HTTPException(404, f"no machine with serial {serial!r}")
     station = None if principal.sees_all else principal.station_id
+    since, until = _utc(since, "since"), _utc(until, "until")
     points = trend_points(state.store, serial, station_id=station, since=since, until=until)
     buckets = trend(points, bucket=bucket, size=size)
     return schemas.TrendOut(
@@ -419,9 +478,10 @@ def machine_trend(
     response_class=FileResponse,
     responses={
         **ERRORS,
+        **UNPARSEABLE,
+        **NOT_FOUND,
         200: {"content": {"application/zip": {}}},
-        404: {"model": schemas.Problem},
-        409: {"model": schemas.Problem},
+        409: {"model": schemas.Problem, "description": "the records cannot be bundled"},
     },
 )
 def export_evidence(body: schemas.ExportRequest, state: State, principal: Caller) -> FileResponse:
@@ -429,6 +489,7 @@ def export_evidence(body: schemas.ExportRequest, state: State, principal: Caller
     from inspection.evidence.bundle import BundleError, export_bundle
 
     require_role(principal, "auditor")
+    body = body.model_copy(update={"since": _utc(body.since, "since"), "until": _utc(body.until, "until")})
     if body.since is not None and body.until is not None and body.until <= body.since:
         raise HTTPException(
             422, f"until ({body.until.isoformat()}) must be after since ({body.since.isoformat()})"
@@ -501,7 +562,11 @@ def list_keys(state: State, principal: Caller) -> list[schemas.ApiKeyOut]:
     response_model=schemas.ApiKeyOut,
     status_code=201,
     tags=["keys"],
-    responses={**ERRORS, 409: {"model": schemas.Problem}},
+    responses={
+        **ERRORS,
+        **UNPARSEABLE,
+        409: {"model": schemas.Problem, "description": "an active key has this name"},
+    },
 )
 def create_key(body: schemas.ApiKeyCreate, state: State, principal: Caller) -> schemas.ApiKeyOut:
     """Create a key; the plain key is in this response only."""
@@ -519,7 +584,7 @@ def create_key(body: schemas.ApiKeyCreate, state: State, principal: Caller) -> s
     "/v1/keys/{name}",
     response_model=schemas.ApiKeyOut,
     tags=["keys"],
-    responses={**ERRORS, 404: {"model": schemas.Problem}},
+    responses={**ERRORS, **NOT_FOUND},
 )
 def revoke_key(name: str, state: State, principal: Caller) -> schemas.ApiKeyOut:
     """Revoke the active key called ``name``."""

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from inspection.service.auth import NAME_PATTERN
+from inspection.service.validation import check_json_value, check_param_key, check_text
 from inspection.types import InspectionContext
+
+Text = Annotated[str, AfterValidator(check_text)]
+"""A string that can be stored and signed: valid Unicode, no NUL character."""
+
+Process = Literal["laser", "laser_wobble", "electron_beam", "ebw", "arc", "mig_mag", "mig", "mag", "tig"]
+"""The welding processes the standards tables know (``process_aliases`` of ``iso_limits.yaml``)."""
+PROCESSES: tuple[str, ...] = Process.__args__  # type: ignore[attr-defined]
+
+MAX_THICKNESS_MM = 300.0
+"""Largest sheet thickness accepted (mm): beyond the thickest electron-beam welds."""
+MAX_MM_PER_PX = 10.0
+"""Largest image scale accepted (mm per pixel): a seam close-up is far below 1."""
 
 
 class InspectionMetadata(BaseModel):
@@ -18,18 +32,49 @@ class InspectionMetadata(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    station_id: str | None = Field(None, max_length=128, description="Inspection station id")
-    machine_serial: str | None = Field(None, max_length=128, description="Welding machine serial number")
-    firmware: str | None = Field(None, max_length=128, description="Welding machine firmware version")
-    part_id: str | None = Field(None, max_length=128)
-    seam_id: str | None = Field(None, max_length=128)
-    operator_id: str | None = Field(None, max_length=128)
-    process: str | None = Field(None, description="laser, electron_beam or arc")
-    material: str | None = Field(None, description="e.g. stainless, carbon_steel, aluminium")
-    thickness_mm: float | None = Field(None, gt=0, description="Sheet thickness in mm")
-    mm_per_px: float | None = Field(None, gt=0, description="Image scale in mm per pixel")
+    station_id: Text | None = Field(None, max_length=128, description="Inspection station id")
+    machine_serial: Text | None = Field(None, max_length=128, description="Welding machine serial number")
+    firmware: Text | None = Field(None, max_length=128, description="Welding machine firmware version")
+    part_id: Text | None = Field(None, max_length=128)
+    seam_id: Text | None = Field(None, max_length=128)
+    operator_id: Text | None = Field(None, max_length=128)
+    process: Process | None = Field(
+        None,
+        description=(
+            "laser, laser_wobble, electron_beam (ebw): ISO 13919; arc, mig_mag (mig, mag), tig: ISO 5817"
+        ),
+    )
+    material: Text | None = Field(None, max_length=128, description="e.g. stainless, carbon_steel, aluminium")
+    thickness_mm: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_THICKNESS_MM,
+        allow_inf_nan=False,
+        description="Sheet thickness in mm, 0 < t <= 300",
+    )
+    mm_per_px: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_MM_PER_PX,
+        allow_inf_nan=False,
+        description="Image scale in mm per pixel, 0 < s <= 10",
+    )
     quality_level: Literal["B", "C", "D"] = Field("C", description="Target quality level")
-    params: dict[str, Any] = Field(default_factory=dict, description="Welding parameters, e.g. power_w")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Welding parameters, e.g. power_w: keys of 1-128 characters; values JSON (numbers finite, "
+            "integers within +-(2**53 - 1), strings up to 1024 characters, no NUL)"
+        ),
+    )
+
+    @field_validator("params")
+    @classmethod
+    def _storable_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, item in value.items():
+            check_param_key(key, "params")
+            check_json_value(item, f"params.{key}")
+        return value
 
     def to_context(self) -> InspectionContext:
         """The pipeline's :class:`InspectionContext` (raises ValueError for invalid combinations)."""
@@ -120,7 +165,7 @@ class ExportRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    serial: str = Field(min_length=1, max_length=128)
+    serial: Text = Field(min_length=1, max_length=128)
     since: datetime | None = None
     until: datetime | None = None
     full_chain: bool = Field(False, description="include every record of the chain (proves completeness)")
@@ -131,9 +176,14 @@ class ApiKeyCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: str = Field(
+        pattern=NAME_PATTERN,
+        description="1-128 letters, digits, _ . : - (starting alphanumeric)",
+    )
     role: Literal["station", "auditor", "admin"]
-    station_id: str | None = None
+    station_id: Text | None = Field(
+        None, min_length=1, max_length=128, description="the station a station key submits for"
+    )
 
 
 class ApiKeyOut(BaseModel):

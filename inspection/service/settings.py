@@ -24,7 +24,10 @@ class ServiceSettings:
       (width x height, checked from the header before decoding).
     * ``inference_slots``: how many images are inspected at once (the rest queue; about one per CPU
       core); ``threads``: torch / onnxruntime threads per inference (None = the library default).
-    * ``dashboard``: mount the ``/ui`` pages of :mod:`inspection.service.web` (default True).
+    * ``dashboard``: mount the ``/ui`` pages of :mod:`inspection.service.web` (default True; ``/``
+      then redirects to ``/ui/``).
+    * ``api_docs``: serve ``/docs`` (Swagger UI), ``/redoc`` and ``/openapi.json`` without a key
+      (default False: ``/docs`` and ``/redoc`` are off and ``/openapi.json`` needs a key of any role).
     * ``app_config``: the typed configuration (quality gate, preprocessing, ...).
     """
 
@@ -40,6 +43,7 @@ class ServiceSettings:
     inference_slots: int = 2
     threads: int | None = 1
     dashboard: bool = True
+    api_docs: bool = False
     app_config: AppConfig = field(default_factory=AppConfig)
 
     def __post_init__(self) -> None:
