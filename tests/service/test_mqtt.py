@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -29,7 +30,7 @@ from typer.testing import CliRunner
 
 from inspection.cli import app as cli_app
 from inspection.image.ingest import image_sha256
-from inspection.service.mqtt.adapter import MqttAdapter
+from inspection.service.mqtt.adapter import MqttAdapter, MqttConnectError
 from inspection.service.mqtt.broker import BrokerConfig, parse_broker_url
 from inspection.service.mqtt.handler import handle
 from inspection.service.mqtt.request import Inbound, Rejected, parse_request
@@ -97,16 +98,32 @@ class Got:
 class Listener:
     """A plain MQTT v5 client: subscribes to topics and hands out what arrives, in order."""
 
-    def __init__(self, *topics: str) -> None:
+    def __init__(
+        self, *topics: str, port: int = PORT, user: tuple[str, str] | None = None, ca: Path | None = None
+    ) -> None:
         self.messages: queue.Queue[Got] = queue.Queue()
+        self.suback: queue.Queue[list[Any]] = queue.Queue()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
-        self.client.connect(HOST, PORT)
+        self.client.on_subscribe = lambda _c, _u, _m, codes, _p: self.suback.put(codes)
+        self.pubacks: dict[int, int] = {}
+        self.client.on_publish = lambda _c, _u, mid, code, _p: self.pubacks.__setitem__(mid, code.value)
+        if user is not None:
+            self.client.username_pw_set(*user)
+        if ca is not None:
+            self.client.tls_set(ca_certs=str(ca))
+        self.client.connect(HOST, port)
         self.client.loop_start()
-        for t in topics:
-            self.client.subscribe(t, qos=1)[1]
-        if topics:  # a round trip through the broker: the subscriptions are in place after it
-            self.client.publish(f"{topics[0]}-sync", b"", qos=1).wait_for_publish(WAIT_S)
+        for t in topics:  # waits for each SUBACK: the subscriptions are in place afterwards
+            self.subscribe(t)
+
+    def subscribe(self, topic: str) -> list[Any]:
+        """Subscribe at QoS 1; the SUBACK's reason codes."""
+        self.client.subscribe(topic, qos=1)
+        try:
+            return self.suback.get(timeout=WAIT_S)
+        except queue.Empty:
+            pytest.fail(f"no SUBACK for {topic} within {WAIT_S:g} s")
 
     def _on_message(self, _c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
         props = m.properties
@@ -144,7 +161,8 @@ class Listener:
         response_topic: str | None = None,
         content_type: str | None = None,
         qos: int = 1,
-    ) -> None:
+    ) -> int:
+        """Publish and wait for the PUBACK; its reason code (0 = accepted, 0x87 = not authorized)."""
         p = Properties(PacketTypes.PUBLISH)
         if props:
             p.UserProperty = props
@@ -154,7 +172,9 @@ class Listener:
             p.ResponseTopic = response_topic
         if content_type is not None:
             p.ContentType = content_type
-        self.client.publish(topic, payload, qos=qos, properties=p).wait_for_publish(WAIT_S)
+        info = self.client.publish(topic, payload, qos=qos, properties=p)
+        info.wait_for_publish(WAIT_S)
+        return self.pubacks.get(info.mid, 0)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -419,9 +439,22 @@ def test_mosquitto_pub_with_user_properties_as_documented(
     ]
     cmd += ["-D", "publish", "user-property", "machine_serial", "M-24"]
     cmd += ["-D", "publish", "user-property", "params", '{"power_w": 1800}', "-f", str(seam)]
+    cmd += [
+        "-D",
+        "publish",
+        "response-topic",
+        f"reply/{station}",
+        "-D",
+        "publish",
+        "correlation-data",
+        "req-24",
+    ]
     subprocess.run(cmd, check=True, timeout=WAIT_S)
-    body = listener.next(adapter.topics.result).json()
+    got = listener.next(adapter.topics.result)
+    body = got.json()
     assert body["machine_serial"] == "M-24" and body["result"]["context"]["params"] == {"power_w": 1800}
+    assert got.correlation == b"req-24"
+    assert listener.next(f"reply/{station}").json() == body
 
 
 BAD = [
@@ -483,7 +516,7 @@ CRASHING_ADAPTER = textwrap.dedent(
     """
     import os, sys, threading
     from pathlib import Path
-    from inspection.service.mqtt.adapter import MqttAdapter
+    from inspection.service.mqtt.adapter import MqttAdapter, MqttConnectError
     from inspection.service.mqtt.broker import BrokerConfig
     from inspection.service.recorder import open_recorder
     from inspection.service.settings import ServiceSettings
@@ -571,3 +604,173 @@ def test_cli_serves_until_sigterm_then_says_offline(
     assert listener.next(topics.status).payload == b"offline"
     with Store.open(f"sqlite:///{tmp_path / 'weldinspect.db'}", tmp_path / "images") as store:
         assert [r.id for r in store.list_inspections().items] == [body["id"]]
+
+
+# ---- a private broker: TLS, passwords and the documented ACL --------------------------------------
+
+SECURE_STATION = "S1"
+ACL = """\
+pattern write weldinspect/v1/%u/image
+pattern read  weldinspect/v1/%u/result
+pattern read  weldinspect/v1/%u/result/#
+pattern read  weldinspect/v1/%u/error
+pattern read  weldinspect/v1/%u/status
+
+user weldinspect-S1
+topic read  weldinspect/v1/S1/image
+topic write weldinspect/v1/S1/result
+topic write weldinspect/v1/S1/result/#
+topic write weldinspect/v1/S1/error
+topic write weldinspect/v1/S1/status
+"""
+
+
+@dataclass(frozen=True)
+class SecureBroker:
+    port: int
+    ca: Path
+    passwords: dict[str, str]
+
+
+def _tls_files(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a certificate for 127.0.0.1 that it signed: (ca.crt, broker.crt, broker.key)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def cert(subject: str, key: Any, issuer: str, issuer_key: Any, *, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))])
+            builder = builder.add_extension(san, critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_cert = cert("weldinspect test CA", ca_key, "weldinspect test CA", ca_key, ca=True)
+    broker_cert = cert(HOST, key, "weldinspect test CA", ca_key, ca=False)
+    paths = folder / "ca.crt", folder / "broker.crt", folder / "broker.key"
+    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(broker_cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
+
+
+@pytest.fixture(scope="module")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    """A Mosquitto of our own on a free loopback port: TLS only, no anonymous access, the ACL above."""
+    import getpass
+
+    if os.environ.get("WELDINSPECT_NO_MQTT") == "1":
+        pytest.skip("!!! MQTT broker tests SKIPPED: WELDINSPECT_NO_MQTT=1 !!!")
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not (Path(binary).is_file() and shutil.which("mosquitto_passwd")):
+        pytest.skip("!!! MQTT TLS/ACL tests SKIPPED: mosquitto or mosquitto_passwd not installed !!!")
+    folder = tmp_path_factory.mktemp("broker")
+    ca, crt, key = _tls_files(folder)
+    passwords = {SECURE_STATION: "station-secret", f"weldinspect-{SECURE_STATION}": "adapter-secret"}
+    pwfile = folder / "passwd"
+    pwfile.touch()
+    for user, password in passwords.items():
+        subprocess.run(["mosquitto_passwd", "-b", str(pwfile), user, password], check=True, timeout=WAIT_S)
+    (folder / "acl").write_text(ACL)
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port = s.getsockname()[1]
+    conf = folder / "mosquitto.conf"
+    conf.write_text(
+        f"user {getpass.getuser()}\nlistener {port} {HOST}\ncafile {ca}\ncertfile {crt}\nkeyfile {key}\n"
+        f"allow_anonymous false\npassword_file {pwfile}\nacl_file {folder / 'acl'}\npersistence false\n"
+    )
+    log = (folder / "mosquitto.log").open("w")
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection((HOST, port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"mosquitto exited: {(folder / 'mosquitto.log').read_text()}")
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"mosquitto did not listen on {port}: {(folder / 'mosquitto.log').read_text()}")
+        yield SecureBroker(port, ca, passwords)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=WAIT_S)
+        log.close()
+
+
+def _secure_config(broker: SecureBroker, password: str | None = None) -> BrokerConfig:
+    user = f"weldinspect-{SECURE_STATION}"
+    return BrokerConfig(
+        HOST,
+        broker.port,
+        client_id=user,
+        tls_ca=broker.ca,
+        username=user,
+        password=password or broker.passwords[user],
+        session_expiry_s=60,
+    )
+
+
+def test_tls_credentials_and_acl(state: ServiceState, secure_broker: SecureBroker) -> None:
+    topics = StationTopics(SECURE_STATION)
+    station = Listener(
+        topics.result,
+        topics.status,
+        port=secure_broker.port,
+        user=(SECURE_STATION, secure_broker.passwords[SECURE_STATION]),
+        ca=secure_broker.ca,
+    )
+    adapter = MqttAdapter(state, _secure_config(secure_broker), SECURE_STATION)
+    adapter.start()
+    try:
+        assert station.next(topics.status).payload == b"online"
+        station.publish(topics.image, seam_jpeg(51), [("part_id", "P-51")])
+        body = station.next(topics.result).json()
+        assert body["station_id"] == SECURE_STATION and body["part_id"] == "P-51"
+        # the ACL: the station may publish only its images (PUBACK 0x87 Not authorized otherwise)
+        assert station.publish(topics.result, b"{}") == 0x87
+        assert station.publish(topics.status, b"offline") == 0x87
+        assert station.publish("weldinspect/v1/S2/image", seam_jpeg(52)) == 0x87
+    finally:
+        adapter.stop()
+        station.close()
+    assert [r.id for r in _records(state, SECURE_STATION)] == [body["id"]]
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"password": "wrong"}, "refused client 'weldinspect-S1': Not authorized"),
+        ({"tls_ca": None, "tls": False}, "no CONNACK within 5 s (is it an MQTTS port?"),  # plain MQTT to TLS
+    ],
+)
+def test_refused_connections_name_the_broker_and_reason(
+    state: ServiceState, secure_broker: SecureBroker, change: dict[str, Any], says: str
+) -> None:
+    config = replace(_secure_config(secure_broker), **change)
+    adapter = MqttAdapter(state, config, SECURE_STATION, connect_timeout_s=5)
+    with pytest.raises(MqttConnectError, match=f"{secure_broker.port}") as info:
+        adapter.start()
+    assert says in str(info.value)

@@ -94,10 +94,18 @@ class MqttAdapter:
             raise MqttConnectError(msg) from exc
         self.client.loop_start()
         if not self._first_connect.wait(self.connect_timeout_s) or self._connect_error is not None:
-            reason = self._connect_error or f"no CONNACK within {self.connect_timeout_s:g} s"
             self.client.disconnect()
             self.client.loop_stop()
-            msg = f"MQTT broker {self.broker.url} refused client {self.broker.client_id!r}: {reason}"
+            who = f"MQTT broker {self.broker.url}", repr(self.broker.client_id)
+            if self._connect_error is not None:
+                msg = f"{who[0]} refused client {who[1]}: {self._connect_error}"
+            else:
+                expected = "MQTT" if self.broker.uses_tls else "MQTTS"
+                msg = (
+                    f"{who[0]} did not accept client {who[1]}: "
+                    f"no CONNACK within {self.connect_timeout_s:g} s "
+                    f"(is it an {expected} port? check mqtt:// vs mqtts:// and --tls-ca)"
+                )
             raise MqttConnectError(msg)
         self._worker = threading.Thread(target=self._work, name=f"mqtt-{self.topics.station}", daemon=True)
         self._worker.start()
