@@ -456,7 +456,7 @@ class Journal:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fh = path.open("ab")
+        self._fh = path.open("ab", buffering=0)  # unbuffered: a failed write leaves nothing to re-flush
 
     def write(self, records: Iterable[Mapping[str, Any]]) -> None:
         blob = b"".join(
@@ -465,8 +465,10 @@ class Journal:
         )
         if not blob:
             return
-        self._fh.write(blob)
-        self._fh.flush()
+        view = memoryview(blob)
+        while view:  # a raw write may be partial; a failure (disk full) raises with nothing buffered
+            n = self._fh.write(view)
+            view = view[n or 0 :]
         os.fsync(self._fh.fileno())
 
     def close(self) -> None:
