@@ -49,7 +49,7 @@ def _link_to_folder(tmp: Path) -> Path:
         (lambda tmp: tmp / "missing.jpg", "not_found", "file does not exist"),
         (_dangling, "not_found", "dangling symlink: its target"),
         (_loop, "unreadable", "symlink loop"),
-        (_fifo, "unreadable", "a FIFO (named pipe)"),
+        (_fifo, "unreadable", "a FIFO (named pipe, not opened)"),
         (_folder, "unreadable", "a folder, not an image file"),
         (_link_to_folder, "unreadable", "a folder, not an image file"),
         (lambda tmp: tmp / "file.jpg" / "below", "unreadable", "Not a directory"),
