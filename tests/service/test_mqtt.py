@@ -490,6 +490,67 @@ def test_bad_messages_get_an_error_naming_them_and_the_adapter_keeps_serving(
     assert len(_records(state, station)) == 1
 
 
+def test_store_errors_are_retried_until_the_record_is_committed(
+    state: ServiceState, listener: Listener, station: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    real_submit = state.recorder.submit
+    calls: list[int] = []
+
+    def flaky_submit(*args: Any, **kw: Any) -> Any:
+        calls.append(1)
+        if len(calls) <= 2:  # the database is down for the first two tries
+            raise OperationalError("INSERT", {}, Exception("connection refused"))
+        return real_submit(*args, **kw)
+
+    monkeypatch.setattr(state.recorder, "submit", flaky_submit)
+    ad = MqttAdapter(state, _config(station), station, retry_first_s=0.01)
+    ad.start()
+    try:
+        listener.publish(ad.topics.image, seam_jpeg(26), [("idempotency_key", "k26")])
+        got = listener.next(ad.topics.result)
+    finally:
+        ad.stop()
+    assert len(calls) == 3 and got.props["created"] == "true"  # retried, not turned into an error
+    assert [r.id for r in _records(state, station)] == [got.json()["id"]]
+
+
+def test_stopping_while_the_store_is_down_leaves_the_message_for_redelivery(
+    state: ServiceState, listener: Listener, station: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inspection.store.db import StoreError
+
+    real_submit = state.recorder.submit
+    down = {"now": True}
+    tried = queue.Queue[int]()
+
+    def submit(*args: Any, **kw: Any) -> Any:
+        if down["now"]:
+            tried.put(1)
+            raise StoreError("database unreachable")
+        return real_submit(*args, **kw)
+
+    monkeypatch.setattr(state.recorder, "submit", submit)
+    ad = MqttAdapter(state, _config(station), station, retry_first_s=0.01, retry_max_s=0.05)
+    ad.start()
+    assert listener.next(ad.topics.status).payload == b"online"
+    listener.publish(ad.topics.image, seam_jpeg(27))
+    tried.get(timeout=WAIT_S)  # the adapter has the message and cannot record it
+    ad.stop()  # nothing was acknowledged
+    assert listener.next(ad.topics.status).payload == b"offline"
+    assert _records(state, station) == []
+    down["now"] = False
+    again = MqttAdapter(state, _config(station), station)
+    again.start()
+    try:
+        got = listener.next(ad.topics.result)  # the broker kept the message for the session
+    finally:
+        again.stop()
+    assert got.props["created"] == "true"
+    assert [r.id for r in _records(state, station)] == [got.json()["id"]]
+
+
 def test_status_is_retained_online_then_offline_after_a_clean_stop(
     state: ServiceState, listener: Listener, station: str
 ) -> None:

@@ -47,8 +47,8 @@ class MqttAdapter:
     """Serves one station's image topic through ``state.recorder`` until :meth:`stop`.
 
     ``on_handled`` (tests, monitoring) is called after each message was handled and acknowledged.
-    ``retry_max_s`` caps the back-off between retries of a message whose record could not be
-    committed (database down).
+    A message whose record could not be committed (database down) is retried after
+    ``retry_first_s``, then twice as long each time up to ``retry_max_s``.
     """
 
     def __init__(
@@ -57,6 +57,7 @@ class MqttAdapter:
         broker: BrokerConfig,
         station: str,
         *,
+        retry_first_s: float = 0.5,
         retry_max_s: float = 30.0,
         connect_timeout_s: float = 15.0,
         on_handled: Callable[[Inbound, Handled], None] | None = None,
@@ -64,6 +65,7 @@ class MqttAdapter:
         self.state = state
         self.broker = broker
         self.topics = StationTopics(station)
+        self.retry_first_s = retry_first_s
         self.retry_max_s = retry_max_s
         self.connect_timeout_s = connect_timeout_s
         self.on_handled = on_handled
@@ -180,7 +182,14 @@ class MqttAdapter:
             logger.warning("disconnected from %s (%s); reconnecting", self.broker.url, reason)
 
     def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        inbound = inbound_of(message)
+        try:
+            inbound = inbound_of(message)
+        except Exception:  # an exception here would stop paho's network loop
+            logger.exception(
+                "cannot read message %d on %s; acknowledged and dropped", message.mid, message.topic
+            )
+            client.ack(message.mid, message.qos)
+            return
         if message.topic != self.topics.image:  # not subscribed to it: acknowledge and ignore
             logger.warning("ignoring message on unexpected topic %s", message.topic)
             client.ack(message.mid, message.qos)
@@ -197,18 +206,27 @@ class MqttAdapter:
             if generation != self._generation:
                 logger.info("message %d arrived before a reconnect; the broker redelivers it", msg.mid)
                 continue
-            handled = self._handle(msg)
-            if handled is None:  # stopping while the store was down: left for redelivery
-                continue
-            delivered = all(self._publish(r) for r in handled.replies)
-            if msg.qos > 0 and delivered and generation == self._generation:
-                self.client.ack(msg.mid, msg.qos)
-            if self.on_handled is not None:
-                self.on_handled(msg, handled)
+            try:
+                self._serve(generation, msg)
+            except Exception:  # never let the worker die: the adapter would look alive and do nothing
+                logger.exception(
+                    "message %d on %s: unexpected failure; left unacknowledged", msg.mid, msg.topic
+                )
+
+    def _serve(self, generation: int, msg: Inbound) -> None:
+        """Handle one message, publish its replies, then acknowledge it (if still on its connection)."""
+        handled = self._handle(msg)
+        if handled is None:  # stopping while the store was down: left for redelivery
+            return
+        delivered = all([self._publish(r) for r in handled.replies])
+        if msg.qos > 0 and delivered and generation == self._generation:
+            self.client.ack(msg.mid, msg.qos)
+        if self.on_handled is not None:
+            self.on_handled(msg, handled)
 
     def _handle(self, msg: Inbound) -> Handled | None:
         """:func:`handle`, retried with back-off while the store fails; None when stopping first."""
-        delay = 0.5
+        delay = self.retry_first_s
         while True:
             try:
                 return handle(self.state, self.topics, msg)
