@@ -19,13 +19,21 @@ from inspection.evidence.canonical import CanonicalError, parse_json
 from inspection.image.ingest import SUPPORTED_FORMATS, image_sha256, sniff_format
 from inspection.service.routes import ACCEPTED_TYPES, MAX_IDEMPOTENCY_KEY
 from inspection.service.schemas import InspectionMetadata
+from inspection.service.validation import (
+    MAX_JSON_DEPTH,
+    MAX_METADATA_BYTES,
+    InputError,
+    nesting_exceeds,
+    parse_metadata,
+    text_problem,
+)
 from inspection.types import InspectionContext
 
 IDEMPOTENCY_PROPERTY: Final = "idempotency_key"
 METADATA_PROPERTY: Final = "metadata"
 METADATA_FIELDS: Final[tuple[str, ...]] = tuple(InspectionMetadata.model_fields)
 VALID_PROPERTIES: Final[tuple[str, ...]] = (IDEMPOTENCY_PROPERTY, METADATA_PROPERTY, *METADATA_FIELDS)
-MAX_PROPERTIES_BYTES: Final = 64 * 1024
+MAX_PROPERTIES_BYTES: Final = MAX_METADATA_BYTES
 """Largest total of user-property names and values (UTF-8): the HTTP API's ``metadata`` limit."""
 JSON_FIELDS: Final = frozenset({"params"})
 """Metadata fields whose user-property value is JSON (the others are plain strings)."""
@@ -108,6 +116,8 @@ def parse_request(msg: Inbound, station: str, max_bytes: int) -> ImageRequest:
     key = client_key(msg)
     if key is not None and not key:
         raise Rejected("invalid_idempotency_key", "idempotency_key must not be blank")
+    if key is not None and text_problem(key) is not None:
+        raise Rejected("invalid_idempotency_key", f"idempotency_key {text_problem(key)}")
     if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
         raise Rejected(
             "invalid_idempotency_key",
@@ -164,13 +174,11 @@ def metadata_of(properties: tuple[tuple[str, str], ...], station: str) -> Inspec
         seen.add(name)
         if name == IDEMPOTENCY_PROPERTY:
             continue
-        if name == METADATA_PROPERTY:
-            obj = _json(name, value)
-            if not isinstance(obj, dict):
-                raise Rejected(
-                    "invalid_metadata",
-                    f"user property 'metadata' must be a JSON object, got {type(obj).__name__}",
-                )
+        if name == METADATA_PROPERTY:  # the HTTP form field's text: the HTTP API's parser
+            try:
+                obj = parse_metadata(value)
+            except InputError as exc:
+                raise Rejected("invalid_metadata", f"user property 'metadata': {exc}") from exc
             for key, item in obj.items():
                 _put(raw, str(key), item, "the 'metadata' property")
         elif name in METADATA_FIELDS:
@@ -206,6 +214,10 @@ def _put(raw: dict[str, Any], name: str, value: Any, where: str) -> None:
 
 def _json(name: str, value: str) -> Any:
     """The JSON of a property: no duplicate keys, NaN or Infinity (what a signed record can hold)."""
+    if nesting_exceeds(value, MAX_JSON_DEPTH - 1):  # params sits one level inside the metadata object
+        raise Rejected(
+            "invalid_metadata", f"user property {name!r} nests more than {MAX_JSON_DEPTH - 1} levels deep"
+        )
     try:
         return parse_json(value)
     except CanonicalError as exc:
