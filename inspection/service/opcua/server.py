@@ -417,6 +417,11 @@ class VisionServer:
             return self._state
         return f"{OPERATIONAL}.{SINGLE_EXECUTION if self._busy else READY}"
 
+    @property
+    def error(self) -> str:
+        """The Error state's message ('' in the other states)."""
+        return self._error
+
     async def _set_state(self, state: str, error: str = "") -> None:
         if state != self._state:
             logger.info("VisionSystem state %s -> %s%s", self._state, state, f" ({error})" if error else "")
