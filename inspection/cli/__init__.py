@@ -51,6 +51,7 @@ def _register_all() -> None:
         inspect_cmds,
         model_cmds,
         mqtt_cmds,
+        opcua_cmds,
         recommend_cmds,
         score_cmds,
         service_cmds,
@@ -67,6 +68,7 @@ def _register_all() -> None:
         evidence_cmds,
         service_cmds,
         mqtt_cmds,
+        opcua_cmds,
     ):
         module.register(app)
 
