@@ -103,6 +103,9 @@ def serve_cmd(
     write_openapi: Path | None = typer.Option(
         None, "--write-openapi", help="Write the OpenAPI document to this path and exit."
     ),
+    api_docs: bool = typer.Option(
+        False, "--api-docs", help="Serve /docs, /redoc and /openapi.json without a key (default: off / key)."
+    ),
 ) -> None:
     """Run the HTTP service (FastAPI + uvicorn). SIGTERM/Ctrl-C drain requests in flight, then stop."""
     if write_openapi is not None:
@@ -124,6 +127,7 @@ def serve_cmd(
         inference_slots=slots,
         threads=threads,
         backend=backend,
+        api_docs=api_docs,
     )
     try:  # fail fast on a missing signing key, before binding the port
         from inspection.evidence.keys import load_signer
