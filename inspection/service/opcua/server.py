@@ -367,7 +367,10 @@ class VisionServer:
             "VisionSystem.RecipeManagement.SwitchRecipe",
             self._switch_recipe,
             [_arg("RecipeId", _S, "<name>/<version> of a model artifact under the models folder")],
-            [_arg("ModelVersion", _S, "the version now loaded")],
+            [
+                _arg("ModelVersion", _S, "the version now loaded ('' when refused)"),
+                _arg("Error", _S, "'' on success; else JSON {error, reason} (the call's status is Bad)"),
+            ],
         )
         results = await self._obj(vs, "VisionSystem.ResultManagement")
         last = await self._obj(results, "VisionSystem.ResultManagement.LastResult")
@@ -546,7 +549,8 @@ class VisionServer:
         event.Severity = 700
         await self._error_events.trigger(message=f"{method} refused: {exc.reason}")
         error = json.dumps({"error": exc.code, "reason": exc.reason})
-        return _result(exc.status, ["", False, "", error])
+        outputs = ["", error] if method == "SwitchRecipe" else ["", False, "", error]
+        return _result(exc.status, outputs)
 
     # ---- recipes -----------------------------------------------------------------------------------
 
@@ -647,7 +651,7 @@ class VisionServer:
             return await self._refuse("SwitchRecipe", exc)
         version = inspector.grader.info.version
         logger.info("recipe switched to %s (model %s %s)", recipe_id, inspector.grader.info.name, version)
-        return _result(ua.StatusCodes.Good, [version])
+        return _result(ua.StatusCodes.Good, [version, ""])
 
 
 def _values(method: str, args: Sequence[ua.Variant], types: Sequence[ua.VariantType]) -> list[Any]:
