@@ -623,3 +623,67 @@ def test_idempotency_scope_matches_http_and_mqtt() -> None:
     assert scoped_key("k1", InspectionContext(station_id="S1")) == "S1/k1"
     assert scoped_key("k1", InspectionContext()) == "opcua/k1"
     assert scoped_key("", InspectionContext(station_id="S1")) is None
+
+
+class GatedRecorder(Recorder):
+    """A recorder whose inspections wait at a gate (says when one is waiting there)."""
+
+    entered = threading.Event()
+    gate = threading.Event()
+
+    def inspect(self, data: bytes, context: InspectionContext | None, *, name: str) -> Any:
+        self.entered.set()
+        self.gate.wait(WAIT_S)
+        return super().inspect(data, context, name=name)
+
+
+def test_single_execution_and_recipe_switch_during_an_inspection(
+    tmp_path: Path, settings: ServiceSettings
+) -> None:
+    from inspection.service.recorder import open_recorder
+
+    def factory(s: ServiceSettings) -> Recorder:
+        base = open_recorder(s)
+        return GatedRecorder(base.inspector, base.store, base.ledger)
+
+    url = f"opc.tcp://127.0.0.1:{free_port()}"
+    config = replace_config(tmp_path, url, settings)
+    thread = ServerThread(VisionServer(settings, config, recorder_factory=factory))
+
+    async def body(s: Session) -> tuple[Any, ...]:
+        loop = asyncio.get_running_loop()
+        call = asyncio.ensure_future(s.call("InspectBytes", image(seam_jpeg(70)), "{}", ""))
+        await loop.run_in_executor(None, GatedRecorder.entered.wait, WAIT_S)  # the inspection has started
+
+        async def observe(other: Session) -> tuple[Any, ...]:  # a second session (own connection)
+            during = await other.read("VisionStateMachine.VisionAutomaticModeStateMachine.CurrentState")
+            switched, _ = await other.call("SwitchRecipe", "weld-grader-test/0.0.2")
+            return during.Text, switched, await other.read("RecipeManagement.ModelVersion")
+
+        seen = await loop.run_in_executor(None, lambda: run_client(url, observe))
+        GatedRecorder.gate.set()
+        status, out = await call
+        after = (await s.read("VisionStateMachine.VisionAutomaticModeStateMachine.CurrentState")).Text
+        return (*seen, status, out, after)
+
+    try:
+        during, switched, version, status, out, after = run_client(url, body)
+    finally:
+        GatedRecorder.gate.set()
+        thread.close()
+    assert during == "SingleExecution"
+    assert switched.is_good() and version == "0.0.2"
+    assert status.is_good()
+    assert json.loads(out[2])["result"]["model"]["version"] == "0.0.1"  # finished on the old model
+    assert after == "Ready"
+
+
+def replace_config(tmp_path: Path, url: str, settings: ServiceSettings) -> OpcuaConfig:
+    assert settings.model_dir is not None
+    return OpcuaConfig(
+        cert_dir=tmp_path,
+        endpoint=url,
+        security="none",
+        users={USER: hash_password(PASSWORD)},
+        models_dir=settings.model_dir.parents[1],
+    )
