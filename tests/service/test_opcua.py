@@ -267,7 +267,7 @@ def test_password_user_reads_state_and_recipe(env: Env) -> None:
 
 @pytest.mark.parametrize("source", ["bytes", "file", "relative-file"])
 def test_inspection_sets_result_fires_event_and_records_once(env: Env, source: str) -> None:
-    data = seam_jpeg(hash(source) % 1000)
+    data = seam_jpeg({"bytes": 11, "file": 12, "relative-file": 13}[source])
     (env.allowed / "seam.jpg").write_bytes(data)
     before_records, before_seq = env.records(), env.head_seq()
     metadata = meta()
@@ -687,3 +687,14 @@ def replace_config(tmp_path: Path, url: str, settings: ServiceSettings) -> Opcua
         users={USER: hash_password(PASSWORD)},
         models_dir=settings.model_dir.parents[1],
     )
+
+
+def test_opcua_command_exits_1_when_the_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["opcua", "--data-dir", str(tmp_path), "--allow-anonymous", "--security", "none"]
+        res = CliRunner().invoke(cli_app, [*args, "--endpoint", f"opc.tcp://127.0.0.1:{port}"])
+    assert res.exit_code == 1, res.output
+    assert f"cannot serve opc.tcp://127.0.0.1:{port}" in res.output
