@@ -698,3 +698,48 @@ def test_opcua_command_exits_1_when_the_port_is_taken(tmp_path: Path) -> None:
         res = CliRunner().invoke(cli_app, [*args, "--endpoint", f"opc.tcp://127.0.0.1:{port}"])
     assert res.exit_code == 1, res.output
     assert f"cannot serve opc.tcp://127.0.0.1:{port}" in res.output
+
+
+def test_idempotency_key_is_shared_with_the_http_api(env: Env, settings: ServiceSettings) -> None:
+    from fastapi.testclient import TestClient
+
+    from inspection.service.app import create_app
+    from tests.service.helpers import make_keys, upload
+
+    data, key = seam_jpeg(90), f"http-{uuid.uuid4().hex[:8]}"
+    keys = make_keys(settings)
+    with TestClient(create_app(settings)) as http:
+        first = upload(http, keys.s1, data, idempotency_key=key)
+    assert first.status_code == 201, first.text
+    before = env.records()
+
+    async def body(s: Session) -> tuple[ua.StatusCode, list[Any]]:
+        return await s.call("InspectBytes", image(data), "{}", key)
+
+    status, out = run_client(env.url, body)
+    assert status.is_good() and out[:2] == [first.json()["id"], False]
+    assert env.records() == before
+
+
+@pytest.mark.postgres
+def test_inspection_on_postgresql(tmp_path: Path, pg_url: str, models: Path) -> None:
+    pg_settings = make_settings(tmp_path, models / "weld-grader-test" / "0.0.1", db_url=pg_url)
+    url = f"opc.tcp://127.0.0.1:{free_port()}"
+    config = OpcuaConfig(
+        cert_dir=tmp_path, endpoint=url, security="none", users={USER: hash_password(PASSWORD)}, station="S1"
+    )
+    thread = ServerThread(VisionServer(pg_settings, config))
+
+    async def body(s: Session) -> list[tuple[ua.StatusCode, list[Any]]]:
+        return [await s.call("InspectBytes", image(seam_jpeg(95)), meta(), "pg-key") for _ in range(2)]
+
+    try:
+        (st1, out1), (st2, out2) = run_client(url, body)
+        recorder = thread.server.recorder
+        assert recorder is not None
+        total = recorder.store.list_inspections(InspectionFilter()).total
+    finally:
+        thread.close()
+    assert st1.is_good() and st2.is_good()
+    assert (out1[0], out1[1], out2[1]) == (out2[0], True, False)
+    assert total == 1
