@@ -400,10 +400,14 @@ def pore_section(evals: dict[str, dict[str, Any]]) -> str:
 def _pooled_story(ev: dict[str, Any]) -> dict[str, Any] | None:
     """The story agreement summed over a run's held-out welds and good crops (None when its
     ``pore_eval.json`` predates the figure)."""
-    rates = []
+    rates: list[dict[str, Any]] = []
     for v in ev.get("per_fold", {}).values():
-        rates += [x.get("story_agreement") for x in (v.get("held_out") or {}, v.get("good_weld_crops") or {})]
-    if not rates or any(r is None for r in rates):
+        for part in (v.get("held_out") or {}, v.get("good_weld_crops") or {}):
+            rate = part.get("story_agreement")
+            if rate is None:
+                return None
+            rates.append(rate)
+    if not rates:
         return None
     count, total = sum(r["count"] for r in rates), sum(r["total"] for r in rates)
     return {"count": count, "total": total, "value": count / total if total else None}
