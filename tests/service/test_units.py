@@ -17,7 +17,7 @@ from inspection.service.auth import (
     key_from_headers,
     require_role,
 )
-from inspection.service.metrics import Histogram, Metrics
+from inspection.service.metrics import Metrics
 from inspection.service.settings import ServiceSettings
 from inspection.service.trend import TrendPoint, trend
 
@@ -60,22 +60,52 @@ def test_trend_rejects_bad_arguments(bucket: str, size: int) -> None:
         trend([], bucket=bucket, size=size)
 
 
-def test_histogram_is_cumulative() -> None:
-    h = Histogram([0.1, 0.5])
+def _samples(text: str) -> dict[str, float]:
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def test_inference_histogram_is_cumulative() -> None:
+    m = Metrics(buckets=[0.1, 0.5])
     for v in (0.05, 0.1, 0.3, 2.0):
-        h.observe(v)
-    lines = h.lines("x")
-    assert lines[:3] == ['x_bucket{le="0.1"} 2', 'x_bucket{le="0.5"} 3', 'x_bucket{le="+Inf"} 4']
-    assert lines[-1] == "x_count 4" and lines[-2] == "x_sum 2.45"
+        m.inference(v)
+    got = _samples(m.render())
+    name = "weldinspect_inference_seconds"
+    assert got[f'{name}_bucket{{le="0.1"}}'] == 2
+    assert got[f'{name}_bucket{{le="0.5"}}'] == 3
+    assert got[f'{name}_bucket{{le="+Inf"}}'] == 4
+    assert got[f"{name}_count"] == 4 and got[f"{name}_sum"] == pytest.approx(2.45)
 
 
 def test_metrics_render_escapes_labels_and_rejects_unknown_status() -> None:
     m = Metrics()
     m.request("GET", '/a"b', 200)
     m.request("GET", '/a"b', 200)
-    assert 'route="/a\\"b",status="200"} 2' in m.render()
+    assert 'route="/a\\"b",status="200"} 2.0' in m.render()
     with pytest.raises(ValueError, match="created"):
         m.inspection("exploded")
+    with pytest.raises(ValueError, match="strictly increasing"):
+        Metrics(buckets=[0.5, 0.1])
+
+
+def test_each_app_has_its_own_registry_and_exposes_only_its_families() -> None:
+    a, b = Metrics(), Metrics()  # a second registry with the same names must not clash
+    a.request("GET", "/healthz", 200)
+    a.inspection("created")
+    got = _samples(a.render())
+    assert got['weldinspect_http_requests_total{method="GET",route="/healthz",status="200"}'] == 1
+    assert got['weldinspect_inspections_total{status="created"}'] == 1
+    assert got['weldinspect_inspections_total{status="failed"}'] == 0  # every outcome, 0 until seen
+    assert _samples(b.render())['weldinspect_inspections_total{status="created"}'] == 0
+    families = {name.split("{")[0] for name in got}
+    assert families == {
+        "weldinspect_http_requests_total",
+        "weldinspect_inspections_total",
+        *(f"weldinspect_inference_seconds_{s}" for s in ("bucket", "count", "sum")),
+    }  # no *_created series, no process or platform collectors
 
 
 def test_generated_keys_are_distinct_and_hashed() -> None:
