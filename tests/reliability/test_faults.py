@@ -8,7 +8,7 @@
   mount needed; SIGXFSZ ignored so the write fails instead of killing it); ENOSPC itself is
   simulated by patching the journal's writer. Both end with exit code 1 and one message naming the
   results file and the reason; what was written is kept and a rerun completes it.
-(kill -9 during service uploads is tested with the service, in test_api_*.)"""
+(kill -9 of the service during uploads: test_kill.py.)"""
 
 from __future__ import annotations
 
