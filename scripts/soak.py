@@ -17,7 +17,8 @@ VmRSS) is sampled. At the end the server is stopped with SIGTERM (it drains requ
   record in the ledger, or whose record hash differs from the one in the 201 body;
 * **duplicated**: ledger records of this run's station beyond one per 201 (e.g. a replay that
   created a second record), and replays answered with another inspection;
-* **ledger verifies**: ``weldinspect evidence verify`` (a subprocess) exits 0.
+* **ledger verifies**: ``weldinspect evidence verify`` (a subprocess) exits 0;
+* **load**: the machine's load average when the clients start and when they stop (other work).
 
 ``--db``: a SQLite file path (default: ``weldinspect.db`` in a temporary data directory) or a
 PostgreSQL URL (``postgresql+psycopg://postgres@127.0.0.1:5432/DB``; use a database of its own:
@@ -255,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             client_loop(-1, base, key, images, time.monotonic() + 5.0, 0, warm)
             tally.created.update(warm.created)
             rss_start = rss_mib(proc.pid)
+            load_start = os.getloadavg()
             log.info(
                 "soak: %d clients for %.1f min against %s (%s)", args.clients, args.minutes, base, db_url
             )
@@ -269,13 +271,13 @@ def main(argv: list[str] | None = None) -> int:
             ]
             for t in threads:
                 t.start()
-            while any(t.is_alive() for t in threads):
+            while any(t.is_alive() for t in threads):  # an RSS sample every 5 s
                 value = rss_mib(proc.pid)
                 if value is not None:
                     rss.append(value)
-                for t in threads:
-                    t.join(timeout=5.0)
+                next(t for t in threads if t.is_alive()).join(timeout=5.0)
             rss_end = rss_mib(proc.pid)
+            load_end = os.getloadavg()
         finally:
             proc.terminate()  # SIGTERM: uvicorn drains requests in flight
             try:
@@ -292,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             "db": "postgresql" if db_url.startswith("postgres") else "sqlite",
             "model": "tiny" if args.tiny else str(model or "shipped default"),
             "cpus": os.cpu_count(),
+            "loadavg_1_5_15_start": [round(x, 2) for x in load_start],
+            "loadavg_1_5_15_end": [round(x, 2) for x in load_end],
             "requests": tally.requests,
             "created": len(tally.created) - len(warm.created),
             "warmup_created": len(warm.created),
