@@ -2,15 +2,20 @@
 
 The login form takes an API key; the key is checked with the service's
 :func:`inspection.service.auth.authenticate` and then **never stored**: the session cookie holds
-``v1.<sha256 of the key>.<nonce>.<expiry unix s>.<hmac>``, signed with HMAC-SHA256 under a server
-secret. Every request looks the key hash up among the *active* keys again, so revoking a key ends
+``v1.<sha256 of the key>.<nonce>.<expiry unix s>.<signature>``, signed by ``itsdangerous.Signer``
+(HMAC-SHA256 under a key derived from the server secret and the salt :data:`SESSION_SALT`; the
+signature in URL-safe base64). The expiry is the token's own field, compared with the caller's
+``now``. Every request looks the key hash up among the *active* keys again, so revoking a key ends
 its sessions at once. The cookie is ``HttpOnly``, ``SameSite=Strict``, ``Path=/ui`` and ``Secure``
 when configured (or, by default, when the request came over HTTPS).
 
-CSRF: every form carries a hidden ``csrf_token`` = HMAC(secret, ``csrf:`` + session nonce), checked
-on every POST (constant-time). The login form, which has no session yet, uses a double-submit
-token: a random nonce in a short-lived ``wi_login`` cookie and HMAC(secret, ``login:`` + nonce) in
-the form. ``SameSite=Strict`` on both cookies is the second layer.
+CSRF: every form carries a hidden ``csrf_token`` = HMAC-SHA256(secret, ``csrf:`` + session nonce)
+in hex, checked on every POST (constant-time). The login form, which has no session yet, uses a
+double-submit token: a random nonce in a short-lived ``wi_login`` cookie and
+HMAC(secret, ``login:`` + nonce) in the form. ``SameSite=Strict`` on both cookies is the second
+layer. These two tokens are keyed hashes of a nonce that are only compared, never parsed back into
+data, so they stay on the standard library's ``hmac`` (the session signer's derived key differs
+from the raw secret, so the two never produce each other's values).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from itsdangerous import BadSignature, Signer
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -28,7 +34,10 @@ SESSION_COOKIE = "wi_session"
 LOGIN_COOKIE = "wi_login"
 COOKIE_PATH = "/ui"
 LOGIN_TTL_S = 3600
-_TOKEN_RE = re.compile(r"^v1\.([0-9a-f]{64})\.([A-Za-z0-9_-]{16,64})\.([0-9]{1,12})\.([0-9a-f]{64})$")
+SESSION_SALT = "weldinspect.dashboard.session.v1"
+"""Salt of the session signer: a signature made for anything else under the same secret never fits."""
+MAX_TOKEN_CHARS = 256
+_BODY_RE = re.compile(r"^v1\.([0-9a-f]{64})\.([A-Za-z0-9_-]{16,64})\.([0-9]{1,12})$")
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,7 @@ class SessionCodec:
             msg = f"session ttl must be >= 60 s, got {ttl_s}"
             raise ValueError(msg)
         self._secret = secret
+        self._signer = Signer(secret, salt=SESSION_SALT, key_derivation="hmac", digest_method=hashlib.sha256)
         self.ttl_s = ttl_s
 
     def _mac(self, text: str) -> str:
@@ -62,17 +72,18 @@ class SessionCodec:
             msg = f"key_hash must be 64 lower-case hex characters, got {key_hash!r}"
             raise ValueError(msg)
         body = f"v1.{key_hash}.{secrets.token_urlsafe(24)}.{int(now) + self.ttl_s}"
-        return f"{body}.{self._mac(body)}"
+        return self._signer.sign(body).decode("ascii")
 
     def read(self, token: str | None, now: float) -> SessionData | None:
         """The session of a well-formed, correctly signed, unexpired token; None otherwise."""
-        if not token:
+        if not token or len(token) > MAX_TOKEN_CHARS:
             return None
-        m = _TOKEN_RE.match(token)
+        try:
+            body = self._signer.unsign(token).decode("utf-8")
+        except (BadSignature, UnicodeError):
+            return None
+        m = _BODY_RE.match(body)
         if m is None:
-            return None
-        body = token[: token.rfind(".")]
-        if not hmac.compare_digest(self._mac(body), m.group(4)):
             return None
         expires = int(m.group(3))
         if expires <= now:

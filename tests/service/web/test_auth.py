@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from fastapi.testclient import TestClient
+from itsdangerous import Signer
 
 from inspection.service.web.session import LOGIN_COOKIE, SESSION_COOKIE, SessionCodec, secure_flag
 from tests.service.helpers import Keys
@@ -23,8 +26,10 @@ def test_no_cookie_redirects_to_login_with_next(client: TestClient, path: str) -
 def test_forged_or_garbage_cookie_redirects(client: TestClient, web_keys: Keys) -> None:
     assert login(client, web_keys.auditor).status_code == 303
     token = client.cookies[SESSION_COOKIE]
-    forged = token[:-1] + ("0" if token[-1] != "0" else "1")
-    for value in (forged, "garbage", token.replace("v1.", "v2.")):
+    body, sig = token.rsplit(".", 1)
+    mid = len(sig) // 2  # not the last character: its low bits are base64 padding
+    forged = f"{body}.{sig[:mid]}{'A' if sig[mid] != 'A' else 'B'}{sig[mid + 1 :]}"
+    for value in (forged, "garbage", token.replace("v1.", "v2."), f"{body}.", body):
         client.cookies.clear()
         client.cookies.set(SESSION_COOKIE, value, path="/ui")
         assert client.get("/ui/inspections", follow_redirects=False).status_code == 303
@@ -171,6 +176,11 @@ def test_session_codec_rejects_expired_and_tampered_tokens() -> None:
     assert codec.read(token, now=1060.0) is None  # expired
     assert codec.read(token.replace("a" * 64, "b" * 64), now=1000.0) is None  # other key, same mac
     assert SessionCodec(b"x" * 32).read(token, now=1000.0) is None  # other secret
+    body = token.rsplit(".", 1)[0]
+    other_salt = Signer(b"k" * 32, salt="other", key_derivation="hmac", digest_method=hashlib.sha256)
+    assert codec.read(other_salt.sign(body).decode(), now=1000.0) is None  # same secret, other purpose
+    assert codec.read(f"{body}.{codec.csrf_token(data)}", now=1000.0) is None  # a CSRF token is no signature
+    assert codec.read(token + "A" * 300, now=1000.0) is None  # over the length limit
     assert codec.check_csrf(data, codec.csrf_token(data))
     assert not codec.check_csrf(data, codec.login_token(data.nonce))
     with pytest.raises(ValueError, match="at least 32 bytes"):
