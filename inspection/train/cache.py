@@ -6,23 +6,28 @@ Each photo goes through the serving path's seam localisation once; the cache kee
   its pore boxes mapped into strip pixels, and
 * the exact inference tiles (``preprocess.make_tiles`` at the model scale) with per-tile boxes.
 
-The cache key hashes the preprocess config, the cache scale, the manifest bytes and the source of
-``inspection/image/preprocess.py``, so any change there rebuilds it.
+The cache key hashes the preprocess config, the cache scale, the manifest bytes, the label
+corrections applied over it (if any) and the source of ``inspection/image/preprocess.py``, so any
+change there rebuilds it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from inspection.config import PreprocessConfig
+from inspection.data.corrections import LabelCorrection
 from inspection.data.torch_dataset import BoxArray, StripSample
 from inspection.types import Box, Image
 
@@ -39,7 +44,8 @@ class DataMissingError(FileNotFoundError):
 @dataclass(frozen=True)
 class CacheInfo:
     """Provenance of a cache: ``manifest_sha256`` (hex of the manifest bytes), ``key``, ``path``,
-    and the reader's problem summary."""
+    the reader's problem summary and, when label corrections were applied, their summary and the
+    SHA-256 of their canonical JSON."""
 
     manifest_sha256: str
     key: str
@@ -47,6 +53,14 @@ class CacheInfo:
     report: str
     n_images: int
     seconds: float
+    corrections_sha256: str | None = None
+    corrections_summary: str | None = None
+
+
+def corrections_sha256(corrections: Sequence[LabelCorrection]) -> str:
+    """SHA-256 of the corrections' canonical JSON, in order (what a training run applied)."""
+    payload = json.dumps([dataclasses.asdict(c) for c in corrections], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def file_sha256(path: Path) -> str:
@@ -68,22 +82,28 @@ def scaled_config(cfg: PreprocessConfig, scale: float) -> PreprocessConfig:
     )
 
 
-def cache_key(cfg: PreprocessConfig, cache_scale: float, manifest_sha: str, max_images: int) -> str:
+def cache_key(
+    cfg: PreprocessConfig,
+    cache_scale: float,
+    manifest_sha: str,
+    max_images: int,
+    corrections_sha: str | None = None,
+) -> str:
     """A short hex key identifying everything the cached arrays depend on."""
     import inspection.image.preprocess as pp
 
     src = Path(pp.__file__).read_bytes()
-    payload = json.dumps(
-        {
-            "v": CACHE_VERSION,
-            "pre": cfg.model_dump(mode="json"),
-            "scale": cache_scale,
-            "manifest": manifest_sha,
-            "preprocess_src": hashlib.sha256(src).hexdigest(),
-            "max_images": max_images,
-        },
-        sort_keys=True,
-    )
+    fields: dict[str, Any] = {
+        "v": CACHE_VERSION,
+        "pre": cfg.model_dump(mode="json"),
+        "scale": cache_scale,
+        "manifest": manifest_sha,
+        "preprocess_src": hashlib.sha256(src).hexdigest(),
+        "max_images": max_images,
+    }
+    if corrections_sha is not None:  # absent from the key without corrections: old caches stay valid
+        fields["corrections"] = corrections_sha
+    payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -187,11 +207,15 @@ def load_or_build_cache(
     cache_scale: float,
     porosity_thresholds: tuple[int, int, int] = (1, 2, 4),
     max_images: int = 0,
+    corrections: Sequence[LabelCorrection] = (),
 ) -> tuple[list[StripSample], list[float], CacheInfo]:
     """The cached samples (building the cache on first use) and per-sample seam scores.
 
-    Raises :class:`DataMissingError` naming the expected path when the manifest is absent.
+    ``corrections`` (``inspection.data.corrections``) are applied over the manifest's labels first;
+    they are part of the cache key. Raises :class:`DataMissingError` naming the expected path when
+    the manifest is absent.
     """
+    from inspection.data.corrections import apply_corrections
     from inspection.data.grades import grade_from_count
     from inspection.data.manifest import REAL_POROSITY_LABEL_MAP, read_manifest
     from inspection.image.ingest import read_image
@@ -205,19 +229,27 @@ def load_or_build_cache(
         raise DataMissingError(msg)
     t0 = time.perf_counter()
     sha = file_sha256(manifest)
-    key = cache_key(cfg, cache_scale, sha, max_images)
+    corr_sha = corrections_sha256(corrections) if corrections else None
+    key = cache_key(cfg, cache_scale, sha, max_images, corr_sha)
     path = Path(cache_dir) / f"strips-{key}.npz"
     records, report = read_manifest(manifest, label_map=REAL_POROSITY_LABEL_MAP, check_images=False)
+    corr_summary = None
+    if corrections:
+        records, corr_report = apply_corrections(records, corrections, lambda r: file_sha256(r.path()))
+        corr_summary = corr_report.summary()
+        log.info("label corrections: %s", corr_summary)
     if max_images:
         records = records[:max_images]
+
+    def info(n: int) -> CacheInfo:
+        return CacheInfo(
+            sha, key, path, report.summary(), n, time.perf_counter() - t0, corr_sha, corr_summary
+        )
+
     if path.is_file():
         samples, scores = _load(path)
         log.info("loaded %d cached strips from %s", len(samples), path)
-        return (
-            samples,
-            scores,
-            CacheInfo(sha, key, path, report.summary(), len(samples), time.perf_counter() - t0),
-        )
+        return samples, scores, info(len(samples))
     path.parent.mkdir(parents=True, exist_ok=True)
     samples, scores = [], []
     for i, rec in enumerate(records):
@@ -240,7 +272,7 @@ def load_or_build_cache(
     _save(path, samples, scores)
     secs = time.perf_counter() - t0
     log.info("cached %d strips in %.1f s to %s", len(samples), secs, path)
-    return samples, scores, CacheInfo(sha, key, path, report.summary(), len(samples), secs)
+    return samples, scores, info(len(samples))
 
 
 # ----------------------------------------------------------------------------------------------

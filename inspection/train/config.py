@@ -35,11 +35,14 @@ class DataSection(_Section):
 
     ``root``: folder with ``annotations.jsonl`` and ``images/``. ``folds``: the weld groups
     rotated as held-out folds (leave-one-weld-out); other groups (one-offs) always train.
-    ``max_images``: cap for quick smoke runs (0 = all).
+    ``max_images``: cap for quick smoke runs (0 = all). ``corrections``: label-correction overlays
+    (``data/label-corrections/*.jsonl`` files or folders, see ``docs/labelling.md``) applied over
+    the manifest before training; the shared manifest is never edited.
     """
 
     root: Path = Path("../shared/data/weld-porosity")
     manifest: str = "annotations.jsonl"
+    corrections: tuple[Path, ...] = ()
     folds: tuple[str, ...] = ("weld00", "weld01", "weld04")
     max_images: int = Field(0, ge=0)
     cache_dir: Path = Path("runs/cache")

@@ -208,6 +208,12 @@ def run_final(
             data=(
                 f"{len(samples)} photos of weld-porosity ({', '.join(welds)} + one-offs), manifest sha256 "
                 "above; synthetic spatter composited during training"
+                + (
+                    f"; label corrections {', '.join(str(p) for p in cfg.data.corrections)} applied over it "
+                    f"({info.corrections_summary}; sha256 {info.corrections_sha256})"
+                    if info.corrections_sha256
+                    else ""
+                )
             ),
             init=InitSource.from_pretrained(pretrained_weights(cfg.arch)) if cfg.pretrained else None,
         ),

@@ -155,8 +155,11 @@ def _mean_defined(values: Sequence[float | None]) -> float | None:
 
 def load_samples(cfg: TrainConfig) -> tuple[list[StripSample], list[float], Any]:
     """The cached strip samples for the configured data (built on first use)."""
+    from inspection.data.corrections import read_corrections
     from inspection.train.cache import load_or_build_cache
 
+    paths = [cfg.resolve(p) for p in cfg.data.corrections]
+    corrections = read_corrections(paths) if paths else []
     return load_or_build_cache(
         cfg.resolve(cfg.data.root),
         cfg.data.manifest,
@@ -165,6 +168,7 @@ def load_samples(cfg: TrainConfig) -> tuple[list[StripSample], list[float], Any]
         cache_scale=cfg.data.cache_scale,
         porosity_thresholds=cfg.grading.porosity_thresholds,
         max_images=cfg.data.max_images,
+        corrections=corrections,
     )
 
 
@@ -286,6 +290,12 @@ def run_training(cfg: TrainConfig, *, resume: bool = False, command: str = "") -
         summary = run_final(cfg, samples, info, resume=resume, command=command)
     summary["total_minutes"] = (time.perf_counter() - t0) / 60.0
     summary["manifest_sha256"] = info.manifest_sha256
+    if info.corrections_sha256:
+        summary["label_corrections"] = {
+            "sources": [str(p) for p in cfg.data.corrections],
+            "sha256": info.corrections_sha256,
+            "summary": info.corrections_summary,
+        }
     summary["command"] = command
     summary.update(init_from)
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
