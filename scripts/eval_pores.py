@@ -204,6 +204,22 @@ def with_score_floor(inspector: Any, floor: float) -> tuple[float, float]:
     return operating, floor
 
 
+def _corrections_summary(data_root: Path, corrections: Sequence[Any]) -> str | None:
+    """What the corrections change in ``weld-porosity`` (labels added / removed, unmatched)."""
+    if not corrections:
+        return None
+    from inspection.data.corrections import apply_corrections
+    from inspection.data.manifest import REAL_POROSITY_LABEL_MAP, read_manifest
+    from inspection.model.files import sha256_file
+
+    manifest = data_root / "weld-porosity" / "annotations.jsonl"
+    if not manifest.is_file():
+        return None
+    records, _ = read_manifest(manifest, label_map=REAL_POROSITY_LABEL_MAP, check_images=False)
+    _, report = apply_corrections(records, corrections, lambda r: sha256_file(r.path()))
+    return report.summary()
+
+
 def labelled_records(
     root: Path, groups: Sequence[str] | None, limit: int, corrections: Sequence[Any] = ()
 ) -> list[Any]:
@@ -761,6 +777,7 @@ def main(argv: list[str] | None = None) -> int:
             "label_corrections": {
                 "sources": [str(c) for c in args.corrections],
                 "corrections": len(corrections),
+                "summary": _corrections_summary(data, corrections),
             },
             "good_crops": {"manifest": str(args.good_manifest), "n": len(crops), "margin": args.margin},
             "total_seconds": round(time.perf_counter() - t0, 1),

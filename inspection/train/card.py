@@ -353,9 +353,15 @@ def pore_section(evals: dict[str, dict[str, Any]]) -> str:
         "labelled pore output as grade 0 without review. Photo-level AUROC / QWK below are secondary:",
         "their labels are noisy (docs/labelling.md).",
         "",
+        "Rows marked `+ corrected labels` score the same predictions against the labels with the audit's",
+        "corrections applied (`--corrections data/label-corrections`, docs/labelling.md): "
+        + (_corrections_note(evals) or "none applied")
+        + ".",
+        "",
         "| run | held-out weld | photos | pore recall | findings / photo | false accept | graded >= 1 |"
-        " review | one story | good crops: findings / photo | good crops: graded >= 2 without review |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        " review | one story | good crops: findings / photo | good crops: graded >= 2 without review |"
+        " good crops: review |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, ev in evals.items():
         for fold, v in ev.get("per_fold", {}).items():
@@ -365,16 +371,14 @@ def pore_section(evals: dict[str, dict[str, Any]]) -> str:
                 f"{h['findings_per_photo']['value']:.2f} | {_rate(h['false_accept'])} | "
                 f"{_rate(h['graded_ge1'])} | {_rate(h['review'])} | {_rate(h.get('story_agreement'))} | "
                 f"{_f((g.get('findings_per_photo') or {}).get('value'))} | "
-                f"{_rate(g.get('graded_ge2_without_review'))} |"
+                f"{_rate(g.get('graded_ge2_without_review'))} | {_rate(g.get('review'))} |"
             )
     lines += [
         "",
         "One story (issue 22): among photos graded and not sent to review, the share whose porosity grade",
         "equals the binned count (0 / 1 / 2-3 / 4+) of its porosity findings; target >= 95 %. Pooled over",
         "the held-out welds and the good crops: "
-        + "; ".join(
-            f"{name} {_rate(_pooled_story(ev))}" for name, ev in evals.items()
-        )
+        + "; ".join(f"{name} {_rate(_pooled_story(ev))}" for name, ev in evals.items())
         + ".",
         "",
         "FROC (pooled held-out welds against the good crops; t = peak threshold):",
@@ -388,6 +392,16 @@ def pore_section(evals: dict[str, dict[str, Any]]) -> str:
             f"| {name} | {_f(ev.get('operating_threshold'))} | {_froc_at(froc, 0.5)} | "
             f"{_froc_at(froc, 1.0)} |"
         )
+    zero = [f"{name} {_zero_rule_note(ev)}" for name, ev in evals.items() if ev.get("zero_rule")]
+    if zero:
+        lines += [
+            "",
+            "Zero rule (`thresholds.abstain.porosity.max_p_defect_for_zero`: a photo with no porosity",
+            "finding but a porosity-head P(grade >= 1) above the rule goes to review): the largest rule",
+            "keeping false accepts <= 2 %, fitted on all held-out welds pooled and, per weld, on the other",
+            "welds only",
+            "(1.0 = no rule needed): " + "; ".join(zero) + ".",
+        ]
     lines += [
         "",
         "Targets (issue 17): recall >= 0.80 at <= 1.0 finding per good photo, false accept <= 2 % on",
@@ -395,6 +409,27 @@ def pore_section(evals: dict[str, dict[str, Any]]) -> str:
         _PORE_END,
     ]
     return "\n".join(lines) + "\n"
+
+
+def _corrections_note(evals: dict[str, dict[str, Any]]) -> str | None:
+    """How many labels the applied corrections changed (from the first run that applied any)."""
+    for ev in evals.values():
+        lc = ev.get("label_corrections") or {}
+        if lc.get("corrections"):
+            detail = f" ({lc['summary']})" if lc.get("summary") else ""
+            return f"{lc['corrections']} corrections from {', '.join(lc.get('sources', []))}{detail}"
+    return None
+
+
+def _zero_rule_note(ev: dict[str, Any]) -> str:
+    z = ev["zero_rule"]
+    parts = []
+    for w, v in (z.get("per_fold") or {}).items():
+        if v.get("cross_fold"):
+            fa = _rate(v["cross_fold"]["held_out"].get("false_accept"))
+            parts.append(f"{w} {_f(v.get('cross_fold_rule'))} (false accept {fa})")
+    folds = ", ".join(parts)
+    return f"pooled {_f(z.get('pooled'))}" + (f", cross-fold {folds}" if folds else "")
 
 
 def _pooled_story(ev: dict[str, Any]) -> dict[str, Any] | None:
@@ -427,10 +462,14 @@ def with_pore_section(card: str, section: str) -> str:
 
 
 def load_pore_evals(run_dirs: Sequence[Path]) -> dict[str, dict[str, Any]]:
-    """``<run>/pore_eval.json`` of each run that has one, by run name (in the given order)."""
+    """``<run>/pore_eval.json`` of each run that has one, by run name (in the given order), each
+    followed by ``<run>/pore_eval_corrected.json`` (scored against the corrected labels) when present."""
     out = {}
     for d in run_dirs:
         path = Path(d) / "pore_eval.json"
         if path.is_file():
             out[Path(d).name] = json.loads(path.read_text())
+        corrected = Path(d) / "pore_eval_corrected.json"  # eval_pores.py --corrections ... --out this
+        if corrected.is_file():
+            out[f"{Path(d).name} + corrected labels"] = json.loads(corrected.read_text())
     return out
