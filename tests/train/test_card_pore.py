@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from inspection.train.card import pore_section, with_pore_section
+from inspection.train.card import load_pore_evals, pore_section, with_pore_section
 
 
 def _rate(count: int, total: int) -> dict[str, Any]:
@@ -55,3 +57,32 @@ def test_story_agreement_per_weld_and_pooled_and_n_a_for_older_evaluations() -> 
     text = pore_section({"new": ev, "old": _eval(8, [(0.1, 0.6, 0.2)])})
     assert "| 0.200 (2/10) | 0.875 (7/8) | 0.250 |" in text  # review, one story, good-crop findings
     assert "new 0.948 (55/58); old n/a." in text
+
+
+def test_corrected_label_runs_and_the_zero_rule_are_reported(tmp_path: Path) -> None:
+    run = tmp_path / "lowo-x"
+    run.mkdir()
+    raw = _eval(10, [(0.2, 0.5, 0.9)])
+    raw["zero_rule"] = {
+        "pooled": 0.8,
+        "per_fold": {
+            "weld01": {"cross_fold_rule": 0.7, "cross_fold": {"held_out": {"false_accept": _rate(1, 8)}}}
+        },
+    }
+    fixed = _eval(12, [(0.2, 0.6, 0.9)])
+    fixed["label_corrections"] = {
+        "sources": ["data/label-corrections"],
+        "corrections": 3,
+        "summary": "3 labels changed",
+    }
+    (run / "pore_eval.json").write_text(json.dumps(raw))
+    evals = load_pore_evals([run, tmp_path / "absent"])
+    assert list(evals) == ["lowo-x"]  # no corrected evaluation yet, an absent run is skipped
+    (run / "pore_eval_corrected.json").write_text(json.dumps(fixed))
+    evals = load_pore_evals([run])
+    assert list(evals) == ["lowo-x", "lowo-x + corrected labels"]
+    text = pore_section(evals)
+    assert "| lowo-x | weld01 | 10 | 0.500 (10/20) |" in text
+    assert "| lowo-x + corrected labels | weld01 | 10 | 0.600 (12/20) |" in text
+    assert "3 corrections from data/label-corrections (3 labels changed)" in text
+    assert "lowo-x pooled 0.800, cross-fold weld01 0.700 (false accept 0.125 (1/8))" in text
