@@ -392,6 +392,7 @@ def pore_section(evals: dict[str, dict[str, Any]]) -> str:
             f"| {name} | {_f(ev.get('operating_threshold'))} | {_froc_at(froc, 0.5)} | "
             f"{_froc_at(froc, 1.0)} |"
         )
+    lines += _scale_lines(evals)
     zero = [f"{name} {_zero_rule_note(ev)}" for name, ev in evals.items() if ev.get("zero_rule")]
     if zero:
         lines += [
@@ -419,6 +420,49 @@ def _corrections_note(evals: dict[str, dict[str, Any]]) -> str | None:
             detail = f" ({lc['summary']})" if lc.get("summary") else ""
             return f"{lc['corrections']} corrections from {', '.join(lc.get('sources', []))}{detail}"
     return None
+
+
+def _scale_lines(evals: dict[str, dict[str, Any]]) -> list[str]:
+    """Pore recall (findings / photo) of the same held-out photos rescaled (``eval_pores.py
+    --scales``), per run and weld with pores, and the largest change from the unscaled photos."""
+    rows = []
+    factors: list[str] = []
+    for name, ev in evals.items():
+        for fold, v in ev.get("per_fold", {}).items():
+            scaled = v.get("rescaled") or {}
+            base = (scaled.get("1.0") or scaled.get("1") or {}).get("recall") or {}
+            if not scaled or base.get("value") is None:
+                continue
+            factors = factors or sorted(scaled, key=float)
+            cells = []
+            for f in factors:
+                x = scaled.get(f) or {}
+                r, fpp = (
+                    (x.get("recall") or {}).get("value"),
+                    (x.get("findings_per_photo") or {}).get("value"),
+                )
+                cells.append("n/a" if r is None else f"{r:.3f} ({fpp:.2f})")
+            drift = max(
+                abs(x["recall"]["value"] - base["value"])
+                for x in scaled.values()
+                if (x.get("recall") or {}).get("value") is not None
+            )
+            rows.append(
+                f"| {name} | {fold} | {base['total']} | " + " | ".join(cells) + f" | {100 * drift:.1f} |"
+            )
+    if not rows:
+        return []
+    return [
+        "",
+        "Scale (issue 17: recall within 10 points of the unscaled photos at 0.5x-2x): the first photos",
+        "of each held-out weld resized by each factor before inspection; pore recall (findings / photo).",
+        "",
+        "| run | held-out weld | boxes | "
+        + " | ".join(f"x{f}" for f in factors)
+        + " | largest change (points) |",
+        "|---|---|---|" + "---|" * len(factors) + "---|",
+        *rows,
+    ]
 
 
 def _zero_rule_note(ev: dict[str, Any]) -> str:

@@ -86,3 +86,15 @@ def test_corrected_label_runs_and_the_zero_rule_are_reported(tmp_path: Path) -> 
     assert "| lowo-x + corrected labels | weld01 | 10 | 0.600 (12/20) |" in text
     assert "3 corrections from data/label-corrections (3 labels changed)" in text
     assert "lowo-x pooled 0.800, cross-fold weld01 0.700 (false accept 0.125 (1/8))" in text
+
+
+def test_scale_table_shows_recall_per_factor_and_the_largest_change() -> None:
+    ev = _eval(10, [(0.2, 0.5, 0.9)])
+    ev["per_fold"]["weld01"]["rescaled"] = {
+        f: {"recall": _rate(n, 20), "findings_per_photo": {"value": 2.0}}
+        for f, n in (("0.5", 8), ("1.0", 10), ("2.0", 11))
+    }
+    text = pore_section({"run": ev})
+    assert "| run | held-out weld | boxes | x0.5 | x1.0 | x2.0 | largest change (points) |" in text
+    assert "| run | weld01 | 20 | 0.400 (2.00) | 0.500 (2.00) | 0.550 (2.00) | 10.0 |" in text
+    assert "Scale (issue 17" not in pore_section({"run": _eval(10, [(0.2, 0.5, 0.9)])})
