@@ -70,6 +70,7 @@ class Outcome:
     error: str | None = None
     resends: int = 0
     replies: int = 0
+    answered_at: float | None = None  # time.perf_counter() of the first reply (MQTT)
 
 
 @dataclass(frozen=True)
@@ -384,13 +385,13 @@ class MqttStation(Station):
     name = "mqtt"
 
     def __init__(
-        self, env: Env, station_id: str, broker: Mosquitto, restart_after: int, restart_sig: int
+        self, env: Env, station_id: str, broker: Mosquitto, restart_photo: str | None, restart_sig: int
     ) -> None:
         super().__init__(env, station_id)
         self.broker = broker
-        self.restart_after = restart_after  # restart once the n-th photo was accepted (0: never)
+        self.restart_photo = restart_photo  # restart once the broker accepted this photo (None: never)
         self.restart_sig = restart_sig
-        self.accepted = 0
+        self.restart_at: float | None = None  # time.perf_counter() when the restart began
         self.lock = threading.Lock()
         self.restarter: threading.Thread | None = None
         self.clients = 0
@@ -413,12 +414,12 @@ class MqttStation(Station):
             self.clients += 1
             return MqttClient(self, f"w{self.clients}")
 
-    def accepted_one(self) -> None:
-        """Count an accepted image; the ``restart_after``-th restarts the broker while it is in flight."""
+    def accepted(self, photo: Photo) -> None:
+        """The broker accepted ``photo`` (PUBACK); the restart photo restarts it while in flight."""
         with self.lock:
-            self.accepted += 1
-            if self.accepted != self.restart_after:
+            if photo.name != self.restart_photo or self.restarter is not None:
                 return
+            self.restart_at = time.perf_counter()
         self.restarter = threading.Thread(target=self.broker.restart, args=(self.restart_sig,), daemon=True)
         self.restarter.start()
 
@@ -516,7 +517,7 @@ class MqttClient(Client):
         out = Outcome(photo.name, 0.0)
         t0 = time.perf_counter()
         if self._publish(photo, corr):
-            self.station.accepted_one()
+            self.station.accepted(photo)
         deadline = time.monotonic() + self.station.env.timeout_s
         next_resend = time.monotonic() + self.resend_s
         with self.cond:
@@ -542,6 +543,7 @@ class MqttClient(Client):
             return out
         when, kind, payload, user = got[0]
         out.latency_ms = (when - t0) * 1000.0
+        out.answered_at = when
         out.replies = len(got)
         if kind == "error":
             out.error = f"MQTT error: {payload[:300].decode(errors='replace')}"

@@ -299,6 +299,22 @@ def stream(
     return outcomes, wall, warm, code
 
 
+def restart_figures(station: MqttStation, outcomes: list[Outcome]) -> dict[str, Any]:
+    """The photo the broker restart hit: was it answered only after the restart began?"""
+    o = next(o for o in outcomes if o.photo == station.restart_photo)
+    after = (
+        None if o.answered_at is None or station.restart_at is None else o.answered_at > station.restart_at
+    )
+    return {
+        "photo": o.photo,
+        "restarted": station.restart_at is not None,
+        "answered_after_restart": after,
+        "latency_ms": round(o.latency_ms, 1),
+        "replies": o.replies,
+        "created": o.created,
+    }
+
+
 def figures(outcomes: list[Outcome], wall: float) -> dict[str, Any]:
     lat = np.array([o.latency_ms for o in outcomes if o.error is None] or [float("nan")])
     ok = sum(1 for o in outcomes if o.error is None)
@@ -406,10 +422,8 @@ def run(args: argparse.Namespace, home: Path, started: datetime, load_start: tup
                 if broker is None:
                     msg = "internal: MQTT selected but no broker started"
                     raise RuntimeError(msg)
-                restart_after = 0 if not restart_sig else max(1, len(photos) // 2)
-                station = MqttStation(
-                    env, stations[proto], broker, restart_after, restart_sig or signal.SIGTERM
-                )
+                middle = photos[len(photos) // 2].name if restart_sig else None
+                station = MqttStation(env, stations[proto], broker, middle, restart_sig or signal.SIGTERM)
             else:
                 station = OpcuaStation(env, stations[proto], args.opcua_security)
             warmup = Photo("warmup.jpg", photos[0].data, photos[0].sha256)  # part "warmup"
@@ -419,6 +433,8 @@ def run(args: argparse.Namespace, home: Path, started: datetime, load_start: tup
             report[proto] = {"station": stations[proto], **figures(outcomes, wall)}
             report[proto]["warmup_ms"] = round(warm.latency_ms, 1)
             report[proto]["exit_code"] = code
+            if isinstance(station, MqttStation) and station.restart_photo is not None:
+                report[proto]["restart"] = restart_figures(station, outcomes)
             if code not in CLEAN_EXIT[proto]:
                 log.error("%s: the command exited %s; see %s", proto, code, home)
                 report[proto]["errors"].append(f"command exit code {code}")
@@ -455,6 +471,9 @@ def run(args: argparse.Namespace, home: Path, started: datetime, load_start: tup
         all_ok &= counts["lost"] == 0 and counts["duplicated"] == 0
     verified, verify_line = evidence_verify(env)
     all_ok &= verified
+    if broker is not None and restart_sig and broker.restarts != 1:
+        log.error("the broker was restarted %d times, not once", broker.restarts)
+        all_ok = False
     result = {
         "date_utc": started.isoformat(timespec="seconds"),
         "command": "scripts/station_sim.py " + shlex.join(args.argv),
@@ -468,6 +487,7 @@ def run(args: argparse.Namespace, home: Path, started: datetime, load_start: tup
         "photos": len(photos),
         "photo_source": origin,
         "model": str(args.model or "shipped default"),
+        "model_used": next(iter(reference.values()), {}).get("model"),
         "backend": args.backend,
         "concurrency": args.concurrency,
         "folder_poll_s": args.folder_poll,
