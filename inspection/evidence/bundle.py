@@ -42,7 +42,13 @@ Bundle problem codes (stable; the record codes of :mod:`inspection.evidence.veri
 ``record_mismatch``      the manifest lists another hash for a subject record
 ``missing_predecessor``  the record before a subject record is not in the bundle
 ``duplicate_record``     a seq appears twice in ``records.jsonl``
+``promotion_missing``    a model named by a subject record lacks the promotion record the manifest lists
+``promotion_mismatch``   a listed promotion record has another hash or names another model
 =======================  ==============================================================
+
+Promotion records (role ``promotion``, :mod:`inspection.evidence.promotion`): for every model the
+subject inspection records name, the latest promotion/rollback record naming its sha256, with the
+link stub before it; ``manifest.json`` lists them under ``models`` (``null`` = unpromoted, a note).
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ from inspection import __version__
 from inspection.evidence.canonical import GENESIS_HASH, CanonicalError, canonical_json, parse_json, sha256_hex
 from inspection.evidence.keys import KeyFileError, Signer, key_id_for, load_public_pem, public_key_pem
 from inspection.evidence.ledger import KIND_INSPECTION, KIND_REVIEW, EvidenceRecord, format_time, iter_records
+from inspection.evidence.promotion import MANIFEST_MODELS, PromotionIndex, check_bundle_models
 from inspection.evidence.report import (
     ComplianceFn,
     build_claim_report,
@@ -93,7 +100,7 @@ BUNDLE_FORMAT = "weldinspect-claim-bundle/1"
 MANIFEST = "manifest.json"
 MANIFEST_SIG = "manifest.sig"
 RECORDS = "records.jsonl"
-ROLES_FULL = ("subject", "chain")
+ROLES_FULL = ("subject", "chain", "promotion")
 ROLES_STUB = ("link", "head")
 MAX_MEMBER_BYTES = 1 << 30  # 1 GiB per file
 MAX_JSON_BYTES = 256 << 20  # manifest / records read into memory
@@ -124,6 +131,7 @@ class BundleSummary:
     head_hash: str | None
     sha256: str
     signed: bool
+    promotions: int = 0
 
 
 def verify_steps(key_ids: Sequence[str], head: tuple[int, str] | None) -> tuple[str, ...]:
@@ -170,6 +178,8 @@ class _Selection:
     chain: list[EvidenceRecord]
     stubs: dict[int, tuple[str, str, str | None, str | None]]  # seq -> (role, hash, signature, key id)
     head: tuple[int, str] | None
+    promotions: list[EvidenceRecord]  # role "promotion" (subset exports; in "chain" for full ones)
+    models: dict[str, Any]  # the manifest's models section
 
 
 def _in_period(created_at: str, since: datetime | None, until: datetime | None) -> bool:
@@ -190,6 +200,7 @@ def _select(
     meta: dict[int, tuple[str, str | None, str | None]] = {}
     inspection_ids: set[str] = set()
     checker = ChainChecker()
+    index = PromotionIndex()
     with store.session() as s:
         for rec in iter_records(s):
             problems = check_record(rec, keys) + checker.feed(rec)
@@ -199,6 +210,7 @@ def _select(
                 )
                 raise BundleError(msg)
             meta[rec.seq] = (rec.record_hash, rec.signature, rec.key_id)
+            index.feed(rec)
             data = rec.data
             chosen = False
             if rec.kind == KIND_INSPECTION:
@@ -213,10 +225,13 @@ def _select(
             elif full_chain:
                 chain.append(rec)
     head = None if not meta else (max(meta), meta[max(meta)][0])
+    promotions, models = index.for_subjects(subjects)
+    if full_chain:
+        promotions = []
     stubs: dict[int, tuple[str, str, str | None, str | None]] = {}
     if not full_chain:
-        subject_seqs = {r.seq for r in subjects}
-        for rec in subjects:
+        subject_seqs = {r.seq for r in subjects + promotions}
+        for rec in subjects + promotions:
             prev = rec.seq - 1
             if prev >= 1 and prev not in subject_seqs:
                 h, sig, kid = meta[prev]
@@ -224,12 +239,12 @@ def _select(
         if head is not None and head[0] not in subject_seqs and head[0] not in stubs:
             h, sig, kid = meta[head[0]]
             stubs[head[0]] = ("head", h, sig, kid)
-    return _Selection(subjects, chain, stubs, head)
+    return _Selection(subjects, chain, stubs, head, promotions, models)
 
 
 def _records_jsonl(sel: _Selection) -> bytes:
     lines: list[tuple[int, str]] = []
-    for role, recs in (("subject", sel.subjects), ("chain", sel.chain)):
+    for role, recs in (("subject", sel.subjects), ("chain", sel.chain), ("promotion", sel.promotions)):
         lines.extend((r.seq, canonical_json({**r.to_json(), "role": role})) for r in recs)
     for seq, (role, h, sig, kid) in sel.stubs.items():
         lines.append(
@@ -284,7 +299,7 @@ def export_bundle(
         if overlay is not None:
             n_overlays += _add_overlay(store, rec, data, overlay, files)
     files[RECORDS] = _records_jsonl(sel)
-    used_keys = {r.key_id for r in sel.subjects + sel.chain if r.key_id} | {
+    used_keys = {r.key_id for r in sel.subjects + sel.chain + sel.promotions if r.key_id} | {
         s[3] for s in sel.stubs.values() if s[3]
     }
     if signer is not None:
@@ -327,6 +342,7 @@ def export_bundle(
         "scope": "full_chain" if full_chain else "subset",
         "head": None if sel.head is None else {"seq": sel.head[0], "record_hash": sel.head[1]},
         "subject_records": [[r.seq, r.record_hash] for r in sel.subjects],
+        MANIFEST_MODELS: sel.models,
         "files": {name: {"sha256": sha256_hex(b), "bytes": len(b)} for name, b in sorted(files.items())},
     }
     manifest_bytes = canonical_json(manifest).encode("utf-8")
@@ -342,7 +358,7 @@ def export_bundle(
         Path(out), serial, len(sel.subjects), len(inspections), n_reviews,
         sum(1 for n in files if n.startswith("images/")), n_overlays,
         None if sel.head is None else sel.head[0], None if sel.head is None else sel.head[1],
-        digest, signer is not None,
+        digest, signer is not None, len(sel.promotions),
     )  # fmt: skip
 
 
@@ -564,7 +580,7 @@ def verify_bundle(
             )
         problems.extend(_check_files(zf, infos, manifest))
         problems.extend(_check_manifest_sig(zf, names, manifest_bytes, keys, notes, require_signature))
-        rec_problems, full, n_images = _check_records(zf, names, manifest, keys)
+        rec_problems, full, n_images = _check_records(zf, names, manifest, keys, notes)
         problems.extend(rec_problems)
     head = manifest.get("head") or {}
     problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
@@ -669,6 +685,7 @@ def _check_records(
     names: Sequence[str],
     manifest: Mapping[str, Any],
     keys: Mapping[str, Ed25519PublicKey],
+    notes: list[str],
 ) -> tuple[list[Problem], int, int]:
     out: list[Problem] = []
     try:
@@ -755,6 +772,9 @@ def _check_records(
                     subjects[seq].record_id,
                 )
             )
+    model_problems, model_notes = check_bundle_models(manifest, full, subjects.values())
+    out.extend(model_problems)
+    notes.extend(model_notes)
     if manifest.get("scope") == "full_chain":
         checker = ChainChecker()
         for rec in sorted(full, key=lambda r: r.seq):
