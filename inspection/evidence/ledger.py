@@ -35,7 +35,7 @@ from inspection.store import repo
 from inspection.store.db import Store
 from inspection.store.images import PutResult
 from inspection.store.images import sha256_hex as bytes_sha256
-from inspection.store.models import EvidenceRecordRow, SigningKey, as_utc, utcnow
+from inspection.store.models import EvidenceRecordRow, ReviewCandidateRow, SigningKey, as_utc, utcnow
 from inspection.types import InspectionResult
 
 logger = logging.getLogger(__name__)
@@ -428,11 +428,17 @@ def record_review(
     porosity_grade: int | None,
     spatter_grade: int | None,
     comment: str = "",
+    marks: Sequence[Mapping[str, Any]] | None = None,
+    not_gradable_reason: str | None = None,
 ) -> tuple[str, EvidenceRecord]:
     """Store a human review and its evidence record (kind ``review``) in one transaction.
 
     The record links to the inspection's own record (``inspection_seq``, ``inspection_record_hash``).
-    Returns ``(review_id, record)``; ``LookupError`` when the inspection does not exist.
+    Keys added only when they apply (so a grades-only review's record reads as before): ``marks``
+    (the validated marks, :mod:`inspection.store.marks`), ``not_gradable`` (the reason) and
+    ``audit: true`` (the inspection is a random audit sample in the review queue, table
+    ``review_candidates``). Returns ``(review_id, record)``; ``LookupError`` when the inspection
+    does not exist, ``ValueError`` (``MarkError``) for bad grades or marks.
     """
     review_id = str(uuid.uuid4())
     with store.write() as session:
@@ -442,17 +448,9 @@ def record_review(
             raise LookupError(msg)
         target = None if inspection.evidence_seq is None else get_record(session, inspection.evidence_seq)
         now = ledger.clock()
-        data = {
-            "review_id": review_id,
-            "inspection_id": inspection_id,
-            "inspection_seq": None if target is None else target.seq,
-            "inspection_record_hash": None if target is None else target.record_hash,
-            "reviewer": reviewer,
-            "grades": {"porosity": porosity_grade, "spatter": spatter_grade},
-            "comment": comment,
-        }
-        # Validate before appending so a bad grade never reaches the chain.
-        repo.add_review(
+        candidate = session.get(ReviewCandidateRow, inspection_id)
+        # Validate before appending so a bad grade or mark never reaches the chain.
+        info = repo.add_review(
             session,
             inspection_id=inspection_id,
             reviewer=reviewer,
@@ -461,7 +459,25 @@ def record_review(
             comment=comment,
             review_id=review_id,
             created_at=now,
+            marks=marks,
+            not_gradable_reason=not_gradable_reason,
+            audit=candidate is not None and bool(candidate.audit),
         )
+        data: dict[str, Any] = {
+            "review_id": review_id,
+            "inspection_id": inspection_id,
+            "inspection_seq": None if target is None else target.seq,
+            "inspection_record_hash": None if target is None else target.record_hash,
+            "reviewer": reviewer,
+            "grades": {"porosity": porosity_grade, "spatter": spatter_grade},
+            "comment": comment,
+        }
+        if info.marks is not None:
+            data["marks"] = [dict(m) for m in info.marks]
+        if info.not_gradable_reason is not None:
+            data["not_gradable"] = info.not_gradable_reason
+        if info.audit:
+            data["audit"] = True
         record = ledger.append_in(session, KIND_REVIEW, data, now=now)
         repo.set_review_evidence(session, review_id, record.seq)
     return review_id, record

@@ -337,6 +337,9 @@ def _check_rows(store: Store, refs: _Refs) -> list[Problem]:
                 "inspection_id": data.get("inspection_id"),
                 "porosity_grade": _grades(data)[0],
                 "spatter_grade": _grades(data)[1],
+                "marks": data.get("marks"),
+                "not_gradable_reason": data.get("not_gradable"),
+                "audit": bool(data.get("audit", False)),
             }
             for name, value in expected_review.items():
                 if getattr(review, name) != value:

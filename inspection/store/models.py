@@ -30,6 +30,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -193,6 +194,43 @@ class ReviewRow(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     evidence_seq: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("evidence_records.seq"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    marks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, nullable=True)
+    """The reviewer's marks (:mod:`inspection.store.marks`); None = the review drew no marks."""
+    not_gradable_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Set when the reviewer flagged the photo ``not_gradable`` (the grades are then None)."""
+    audit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The inspection was a random audit sample (not flagged for review) when it was reviewed."""
+
+
+class ReviewCandidateRow(Base):
+    """An inspection in the review queue: flagged ``needs_review``, or drawn as an audit sample.
+
+    Filled by ``inspection.service.web.queue.refresh_candidates`` as inspections arrive (by evidence
+    seq); ``value`` is the review value of the result (``queue.review_value``) when it was added.
+    """
+
+    __tablename__ = "review_candidates"
+
+    inspection_id: Mapped[str] = mapped_column(
+        String(UUID_LEN), ForeignKey("inspections.id"), primary_key=True
+    )
+    evidence_seq: Mapped[int] = mapped_column(BigInteger, index=True)
+    flagged: Mapped[bool] = mapped_column(Boolean)
+    audit: Mapped[bool] = mapped_column(Boolean)
+    audit_rate: Mapped[float | None] = mapped_column(Float)
+    value: Mapped[float] = mapped_column(Float)
+    ood_score: Mapped[float | None] = mapped_column(Float)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReviewQueueStateRow(Base):
+    """How far the review queue has scanned the inspections (one row, ``id`` 1)."""
+
+    __tablename__ = "review_queue_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    scanned_seq: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class ApiKeyRow(Base):

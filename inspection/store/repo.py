@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inspection.store.images import PutResult, check_sha256
+from inspection.store.marks import parse_marks
 from inspection.store.models import (
     ApiKeyRow,
     InspectionRow,
@@ -149,6 +150,16 @@ class ReviewInfo:
     comment: str
     evidence_seq: int | None
     created_at: datetime
+    marks: tuple[Mapping[str, Any], ...] | None = None
+    """The reviewer's marks (:mod:`inspection.store.marks`); None = the review drew no marks."""
+    not_gradable_reason: str | None = None
+    """Set when the reviewer flagged the photo not gradable."""
+    audit: bool = False
+    """The inspection was a random audit sample (not flagged) when it was reviewed."""
+
+    @property
+    def not_gradable(self) -> bool:
+        return self.not_gradable_reason is not None
 
 
 @dataclass(frozen=True)
@@ -222,6 +233,9 @@ def review_info(row: ReviewRow) -> ReviewInfo:
         row.comment,
         row.evidence_seq,
         as_utc(row.created_at),
+        None if row.marks is None else tuple(dict(m) for m in row.marks),
+        row.not_gradable_reason,
+        bool(row.audit),
     )
 
 
@@ -375,16 +389,36 @@ def add_review(
     evidence_seq: int | None = None,
     review_id: str | None = None,
     created_at: datetime | None = None,
+    marks: Sequence[Mapping[str, Any]] | None = None,
+    not_gradable_reason: str | None = None,
+    audit: bool = False,
 ) -> ReviewInfo:
-    """Insert a review of an existing inspection (``LookupError`` when the inspection is unknown)."""
+    """Insert a review of an existing inspection (``LookupError`` when the inspection is unknown).
+
+    ``marks`` are validated against the inspection's photo size and findings
+    (:func:`inspection.store.marks.parse_marks`, ``MarkError`` naming the field); a review with a
+    ``not_gradable_reason`` carries no grades and no marks.
+    """
     _check_grade(porosity_grade, "porosity_grade")
     _check_grade(spatter_grade, "spatter_grade")
     if not reviewer.strip():
         msg = "reviewer must be a non-empty name"
         raise ValueError(msg)
-    if session.get(InspectionRow, inspection_id) is None:
+    inspection = session.get(InspectionRow, inspection_id)
+    if inspection is None:
         msg = f"no inspection with id {inspection_id!r} to review"
         raise LookupError(msg)
+    if not_gradable_reason is not None:
+        check_not_gradable(not_gradable_reason, porosity_grade, spatter_grade, marks)
+    stored_marks = None
+    if marks is not None:
+        result = inspection.result or {}
+        stored_marks = parse_marks(
+            list(marks),
+            width=result.get("width"),
+            height=result.get("height"),
+            n_findings=len(result.get("findings") or ()),
+        )
     row = ReviewRow(
         id=review_id or new_id(),
         inspection_id=inspection_id,
@@ -394,10 +428,37 @@ def add_review(
         comment=comment,
         evidence_seq=evidence_seq,
         created_at=created_at or utcnow(),
+        marks=stored_marks,
+        not_gradable_reason=not_gradable_reason,
+        audit=bool(audit),
     )
     session.add(row)
     session.flush()
     return review_info(row)
+
+
+MAX_REASON_CHARS = 1000
+
+
+def check_not_gradable(
+    reason: str,
+    porosity_grade: int | None,
+    spatter_grade: int | None,
+    marks: Sequence[Mapping[str, Any]] | None,
+) -> None:
+    """A not-gradable review needs a reason (1..1000 characters) and has no grades and no marks."""
+    if not isinstance(reason, str) or not reason.strip():
+        msg = "not_gradable_reason must say why the photo cannot be graded (non-empty text)"
+        raise ValueError(msg)
+    if len(reason) > MAX_REASON_CHARS:
+        msg = f"not_gradable_reason has {len(reason)} characters; at most {MAX_REASON_CHARS}"
+        raise ValueError(msg)
+    if porosity_grade is not None or spatter_grade is not None:
+        msg = "a review flagged not_gradable has no grades (porosity_grade and spatter_grade must be None)"
+        raise ValueError(msg)
+    if marks:
+        msg = "a review flagged not_gradable has no marks"
+        raise ValueError(msg)
 
 
 def set_review_evidence(session: Session, review_id: str, evidence_seq: int) -> None:

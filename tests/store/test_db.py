@@ -11,6 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select, text
 
 from inspection.config import StoreConfig
+from inspection.evidence.ledger import record_inspection
 from inspection.store import InspectionFilter, Page, Store, StoreError, repo
 from inspection.store.models import Base, InspectionRow, Machine
 from tests.evidence.factories import CONFIG_SHA, StepClock, make_ledger, make_result, open_store, png_bytes
@@ -19,7 +20,7 @@ from tests.evidence.factories import CONFIG_SHA, StepClock, make_ledger, make_re
 def test_open_migrates_to_head_and_matches_models(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diff == [], f"models and migrations disagree: {diff}"
     store.close()
@@ -198,3 +199,80 @@ def test_inspection_rows_need_an_existing_image(tmp_path: Path) -> None:
         )
     with store.session() as s:
         assert s.scalar(select(func.count()).select_from(InspectionRow)) == 0
+
+
+def test_a_0001_store_with_reviews_upgrades_and_keeps_them(tmp_path: Path) -> None:
+    """An existing store (revision 0001, a review in it) migrates to 0002: the review keeps its
+    grades, has no marks and is no audit, and the chain still verifies."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from inspection.evidence.ledger import record_review
+    from inspection.evidence.verify import verify_store
+    from inspection.store.db import ALEMBIC_DIR, migrate
+
+    store = open_store(tmp_path)
+    ledger = make_ledger(store)
+    img = png_bytes(1)
+    iid, _ = record_inspection(store, ledger, make_result(img, porosity=1), img, config_sha256=CONFIG_SHA)
+    record_review(store, ledger, inspection_id=iid, reviewer="q.lee", porosity_grade=2, spatter_grade=0)
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(ALEMBIC_DIR))
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001")
+        columns = {c["name"] for c in conn.execute(text("PRAGMA table_info(reviews)")).mappings()}
+    assert "marks" not in columns and "audit" not in columns
+    migrate(store.engine)
+    (review,) = store.list_reviews(iid)
+    assert (review.porosity_grade, review.spatter_grade, review.marks, review.audit) == (2, 0, None, False)
+    assert not review.not_gradable
+    assert verify_store(store).ok
+    store.close()
+
+
+def test_add_review_validates_marks_and_not_gradable(tmp_path: Path) -> None:
+    from inspection.store.marks import MarkError
+
+    store = open_store(tmp_path)
+    ledger = make_ledger(store)
+    img = png_bytes(2, size=(24, 16))
+    iid, _ = record_inspection(store, ledger, make_result(img, porosity=2), img, config_sha256=CONFIG_SHA)
+    marks = [
+        {"label": "porosity", "box": [1, 2, 5.04, 6], "origin": "model", "finding": 1},
+        {"label": "spatter", "point": [23, 15.99]},
+    ]
+    with store.write() as s:
+        info = repo.add_review(
+            s, inspection_id=iid, reviewer="qa", porosity_grade=1, spatter_grade=0, marks=marks, audit=True
+        )
+    assert info.audit and info.marks == (
+        {"label": "porosity", "box": [1.0, 2.0, 5.0, 6.0], "origin": "model", "finding": 1},
+        {"label": "spatter", "point": [23.0, 16.0], "origin": "reviewer"},
+    )
+    assert store.list_reviews(iid)[0].marks == info.marks
+    bad = [
+        (
+            [{"label": "porosity", "point": [25, 1]}],
+            r"marks\[0\].point: x = 25.0 is outside the image \(width 24\)",
+        ),
+        ([{"label": "slag", "point": [1, 1]}], r"marks\[0\].label: unknown kind 'slag'"),
+        ([{"label": "porosity", "point": [1, 1], "origin": "model", "finding": 2}], r"marks\[0\].finding"),
+        ([{"label": "porosity", "point": [1, 1]}] * 501, r"marks: has 501 marks; at most 500"),
+    ]
+    for value, match in bad:
+        with pytest.raises(MarkError, match=match), store.write() as s:
+            repo.add_review(
+                s, inspection_id=iid, reviewer="qa", porosity_grade=1, spatter_grade=0, marks=value
+            )
+    with pytest.raises(ValueError, match="has no grades"), store.write() as s:
+        repo.add_review(s, inspection_id=iid, reviewer="qa", porosity_grade=1, spatter_grade=None,
+                        not_gradable_reason="glare")  # fmt: skip
+    with store.write() as s:
+        flagged = repo.add_review(
+            s, inspection_id=iid, reviewer="qa", porosity_grade=None, spatter_grade=None,
+            not_gradable_reason="glare over the seam",
+        )  # fmt: skip
+    assert flagged.not_gradable and flagged.marks is None
+    assert len(store.list_reviews(iid)) == 2
+    store.close()
