@@ -30,6 +30,7 @@ The figures are printed as JSON and written to ``--json-out``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -189,7 +190,10 @@ def evidence_verify(db_url: str, home: Path) -> tuple[bool, str]:
     cmd = [sys.executable, "-c", "from inspection.cli import main; main()", "evidence", "verify",
            "--db", db_url, "--home", str(home)]  # fmt: skip
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=3600)
-    lines = (done.stdout + done.stderr).strip().splitlines()
+    output = (done.stdout + done.stderr).strip()
+    if done.returncode != 0:
+        log.error("evidence verify exited %d:\n%s", done.returncode, output[-4000:])
+    lines = output.splitlines()
     return done.returncode == 0, next(
         (x for x in lines if x.startswith(("OK", "INVALID"))), lines[-1] if lines else ""
     )
@@ -209,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--replay-every", type=int, default=20, help="every k-th upload re-sends a key (0: never)"
     )
+    ap.add_argument("--keep", action="store_true", help="keep the data directory (store, server log)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for noisy in ("httpx", "alembic", "inspection"):
@@ -217,8 +222,15 @@ def main(argv: list[str] | None = None) -> int:
         log.error("--clients must be >= 1 and --minutes > 0")
         return 2
 
-    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+    workdir: contextlib.AbstractContextManager[str] = (
+        contextlib.nullcontext(tempfile.mkdtemp(prefix="soak-"))
+        if args.keep
+        else tempfile.TemporaryDirectory(prefix="soak-")
+    )
+    with workdir as tmp:
         home = Path(tmp)
+        if args.keep:
+            log.info("data directory (kept): %s", home)
         try:
             db_url = db_url_for(args.db, home)
         except ValueError as exc:
