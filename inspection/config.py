@@ -163,10 +163,14 @@ class StoreConfig(_Section):
 
 
 class ServiceConfig(_Section):
+    """The HTTP service. ``audit_rate``: share of the results not flagged for review that the review
+    queue draws as random audit samples (0.02 = 2 %; 0 = none; see ``inspection.evidence.audit``)."""
+
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     max_upload_bytes: int = Field(25 * 1024 * 1024, gt=0)
     max_pixels: int = Field(50_000_000, gt=0)
+    audit_rate: float = Field(0.02, ge=0.0, le=1.0)
 
 
 class AppConfig(_Section):

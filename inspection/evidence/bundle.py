@@ -15,6 +15,9 @@ Layout of ``claim.zip``::
     overlays/<sha256>.png    drawn findings (when an overlay function was given)
     keys/<key_id>.pub        PEM public keys of every key that signed an included record
     report/claim_report.html, report/claim_report.pdf, report/trend.png, README.txt
+    audit/miss_rate.json     the miss-rate estimate of results accepted without review, from the
+                             store's reviewed audit samples (all machines, and this machine), see
+                             :mod:`inspection.evidence.audit`; listed in the manifest like any file
 
 What a subset proves: every subject record is unaltered and signed by a listed key, and was
 appended directly after a signed record whose hash it names (its ``link`` stub, content withheld
@@ -100,6 +103,7 @@ BUNDLE_FORMAT = "weldinspect-claim-bundle/1"
 MANIFEST = "manifest.json"
 MANIFEST_SIG = "manifest.sig"
 RECORDS = "records.jsonl"
+MISS_RATE = "audit/miss_rate.json"
 ROLES_FULL = ("subject", "chain", "promotion")
 ROLES_STUB = ("link", "head")
 MAX_MEMBER_BYTES = 1 << 30  # 1 GiB per file
@@ -332,6 +336,7 @@ def export_bundle(
     files["report/claim_report.html"] = render_html(report, trend).encode("utf-8")
     files["report/claim_report.pdf"] = render_pdf(report, trend)
     files["README.txt"] = _readme(serial, full_chain, len(sel.subjects), steps).encode("utf-8")
+    files[MISS_RATE] = _miss_rate_json(store, serial)
     manifest = {
         "format": BUNDLE_FORMAT,
         "tool": f"weldinspect {__version__}",
@@ -378,6 +383,17 @@ def _add_overlay(
         return 0
     files[f"overlays/{row.image_sha256}.png"] = png
     return 1
+
+
+def _miss_rate_json(store: Store, serial: str) -> bytes:
+    """``audit/miss_rate.json``: the estimate over every machine and over ``serial`` alone."""
+    from inspection.evidence.audit import miss_rate_from_store
+
+    body = {
+        "all_machines": miss_rate_from_store(store).to_json(),
+        "this_machine": miss_rate_from_store(store, serial=serial).to_json(),
+    }
+    return (canonical_json(body) + "\n").encode("utf-8")
 
 
 def _readme(serial: str, full_chain: bool, n: int, steps: Sequence[str]) -> str:
