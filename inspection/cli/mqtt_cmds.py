@@ -113,10 +113,14 @@ def mqtt_cmd(
     except MqttConnectError as exc:
         recorder.store.close()
         raise _fail(str(exc), code=1) from exc
+    if recorder.follower is not None:
+        recorder.follower.start()  # switch to newly promoted models without downtime
     typer.echo(f"serving {adapter.topics.image} on {broker_cfg.url} (Ctrl-C to stop)", err=True)
     try:
         stop.wait()
     finally:
         adapter.stop()
+        if recorder.follower is not None:
+            recorder.follower.stop()
         recorder.store.close()
     typer.echo("stopped", err=True)

@@ -26,6 +26,18 @@ _MODEL = typer.Option(None, "--model", help="Model artifact folder (default: the
 _BACKEND = typer.Option(
     "auto", "--backend", help="auto (the fastest the model ships), torch, onnx or onnx-int8."
 )
+_FOLLOW = typer.Option(
+    True,
+    "--follow-promotions/--no-follow-promotions",
+    help="Run the store's current (promoted) model and switch to newly promoted ones without downtime; "
+    "--no-follow-promotions pins --model.",
+)
+_POLL_PROMOTIONS = typer.Option(
+    10.0, "--promotion-poll", help="Seconds between looks for a new promotion record (0: only at start)."
+)
+_MODELS_ROOT = typer.Option(
+    None, "--models-root", help="Folder promoted model paths are relative to (default: the shipped models/)."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -65,6 +77,9 @@ def _settings(cfg: AppConfig, model: Path | None, **kw: Any) -> ServiceSettings:
 
     if model is not None and not model.is_dir():
         raise _fail(f"--model {model} is not a directory (expected a model artifact folder)")
+    root = kw.get("models_root")
+    if root is not None and not Path(root).is_dir():
+        raise _fail(f"--models-root {root} is not a directory")
     try:
         return ServiceSettings.from_config(cfg, model_dir=model, **kw)
     except ValueError as exc:
@@ -106,6 +121,9 @@ def serve_cmd(
     api_docs: bool = typer.Option(
         False, "--api-docs", help="Serve /docs, /redoc and /openapi.json without a key (default: off / key)."
     ),
+    follow_promotions: bool = _FOLLOW,
+    promotion_poll: float = _POLL_PROMOTIONS,
+    models_root: Path | None = _MODELS_ROOT,
 ) -> None:
     """Run the HTTP service (FastAPI + uvicorn). SIGTERM/Ctrl-C drain requests in flight, then stop."""
     if write_openapi is not None:
@@ -128,6 +146,9 @@ def serve_cmd(
         threads=threads,
         backend=backend,
         api_docs=api_docs,
+        follow_promotions=follow_promotions,
+        promotion_poll_s=promotion_poll,
+        models_root=models_root,
     )
     try:  # fail fast on a missing signing key, before binding the port
         from inspection.evidence.keys import load_signer
@@ -164,6 +185,9 @@ def watch_cmd(
         5.0, "--sidecar-wait", help="Seconds a stable image waits for its <stem>.json before going without."
     ),
     once: bool = typer.Option(False, "--once", help="Poll twice (stability check), process, exit."),
+    follow_promotions: bool = _FOLLOW,
+    promotion_poll: float = _POLL_PROMOTIONS,
+    models_root: Path | None = _MODELS_ROOT,
 ) -> None:
     """Watch a hot folder: inspect each stable image, commit its record, then move it to DONE/FAILED."""
     import time
@@ -177,7 +201,15 @@ def watch_cmd(
     if poll <= 0:
         raise _fail(f"--poll must be > 0 seconds, got {poll}")
     cfg = _app_config(config, home, db)
-    settings = _settings(cfg, model, signing_station=station, backend=backend)
+    settings = _settings(
+        cfg,
+        model,
+        signing_station=station,
+        backend=backend,
+        follow_promotions=follow_promotions,
+        promotion_poll_s=promotion_poll,
+        models_root=models_root,
+    )
     try:
         recorder = open_recorder(settings)
     except (KeyFileError, ValueError) as exc:
@@ -187,6 +219,8 @@ def watch_cmd(
         folder = HotFolder(inbox, done, failed, recorder, defaults=defaults, sidecar_wait_s=sidecar_wait)
     except ValueError as exc:
         raise _fail(str(exc)) from exc
+    if recorder.follower is not None and not once:
+        recorder.follower.start()  # loads a promoted model in its own thread: the folder keeps moving
     try:
         if once:
             folder.run_once()
@@ -198,6 +232,8 @@ def watch_cmd(
     except KeyboardInterrupt:
         typer.echo("stopped")
     finally:
+        if recorder.follower is not None:
+            recorder.follower.stop()
         recorder.store.close()
 
 

@@ -19,13 +19,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from inspection.config import AppConfig
 from inspection.evidence.ledger import EvidenceRecord, IdempotencyConflictError, Ledger, record_inspection
 from inspection.pipeline import Inspector, prepare, recommendation_for
 from inspection.recommend.tracking import OutcomeTracker, RecordedAdvice
@@ -33,6 +32,9 @@ from inspection.service.settings import ServiceSettings
 from inspection.store import InspectionRecord, Store
 from inspection.store.db import StoreError
 from inspection.types import InspectionContext, InspectionResult
+
+if TYPE_CHECKING:
+    from inspection.service.promotion import ModelFollower
 
 logger = logging.getLogger(__name__)
 
@@ -65,44 +67,37 @@ def open_recorder(
 ) -> Recorder:
     """Open the store, load the signing key and the model of ``settings`` (blocking; seconds).
 
-    Raises ``KeyFileError`` (no/ambiguous signing key), ``StoreError`` (database) or
-    ``ArtifactError`` (model), each naming what is wrong.
+    The model is the store's current (promoted) model, else the configured one
+    (:func:`inspection.service.promotion.load_inspector`); ``Recorder.follower`` follows later
+    promotions once started. Raises ``KeyFileError`` (no/ambiguous signing key), ``StoreError``
+    (database) or ``ArtifactError`` (model), each naming what is wrong.
     """
     from inspection.evidence.keys import load_signer
+    from inspection.service.promotion import ModelFollower, load_inspector
 
     signer = load_signer(
         settings.keys_dir, key_id=settings.signing_key_id, station_id=settings.signing_station
     )
     store = Store.open(settings.db_url, settings.images_dir)
     try:
-        inspector = Inspector.from_artifact(
-            settings.model_dir,
-            backend=settings.backend,
-            config=service_app_config(settings),
-            threads=settings.threads,
-        )
+        start = load_inspector(settings, store)
     except Exception:
         store.close()
         raise
+    inspector = start.inspector
     logger.info(
-        "loaded model %s %s, store %s, signing key %s",
+        "loaded model %s %s (%s), store %s, signing key %s",
         inspector.grader.info.name,
         inspector.grader.info.version,
+        start.status or "configured",
         store.url,
         signer.key_id,
     )
-    return Recorder(
+    recorder = Recorder(
         inspector, store, Ledger(store, signer), slots=settings.inference_slots, on_inference=on_inference
     )
-
-
-def service_app_config(settings: ServiceSettings) -> AppConfig:
-    """``settings.app_config`` with the ingest limits set to the service's upload limits."""
-    cfg = settings.app_config
-    ingest = cfg.ingest.model_copy(
-        update={"max_pixels": settings.max_pixels, "max_bytes": settings.max_upload_bytes}
-    )
-    return cfg.model_copy(update={"ingest": ingest})
+    recorder.follower = ModelFollower(recorder, store, settings, start)
+    return recorder
 
 
 class Recorder:
@@ -113,6 +108,11 @@ class Recorder:
     per CPU core with one model thread each. ``on_inference`` gets each image's inspection seconds.
     ``outcomes`` (default: a new :class:`OutcomeTracker` over ``store``) ranks the advice by the
     rules' outcome record and is updated after each new record.
+
+    The inspector is an immutable reference that :meth:`swap_inspector` replaces (a promoted model):
+    each call takes the reference once when it starts, so a request in flight finishes -- and is
+    recorded, with its model's ``config_sha256`` -- on the model it started with. The running
+    inspector is never changed. ``follower`` (set by :func:`open_recorder`) follows promotions.
     """
 
     def __init__(
@@ -128,7 +128,10 @@ class Recorder:
         if slots < 1:
             msg = f"slots must be >= 1, got {slots}"
             raise ValueError(msg)
-        self.inspector = inspector
+        self._inspector = inspector
+        self._swap_lock = threading.Lock()
+        self._used = threading.local()  # the inspector of this thread's last inspect()
+        self.follower: ModelFollower | None = None
         self.store = store
         self.ledger = ledger
         self._slots = threading.BoundedSemaphore(slots)
@@ -137,6 +140,18 @@ class Recorder:
         self._write_lock = threading.Lock()
         self._on_inference = on_inference
         self.outcomes = outcomes if outcomes is not None else OutcomeTracker(store)
+
+    @property
+    def inspector(self) -> Inspector:
+        """The inspector new requests use."""
+        return self._inspector
+
+    def swap_inspector(self, new: Inspector) -> Inspector:
+        """Make ``new`` the inspector of requests that start from now on; returns the old one, which
+        the requests in flight keep using until they finish."""
+        with self._swap_lock:
+            old, self._inspector = self._inspector, new
+        return old
 
     def existing(self, idempotency_key: str, image_sha256: str) -> InspectionRecord | None:
         """The inspection stored under ``idempotency_key``, or None.
@@ -154,10 +169,12 @@ class Recorder:
 
     def inspect(self, data: bytes, context: InspectionContext | None, *, name: str) -> InspectionResult:
         """Run the pipeline on encoded bytes (raises ``IngestError`` for unreadable images)."""
+        inspector = self._inspector  # one reference for the whole call (a swap may happen meanwhile)
+        self._used.inspector = inspector
         with self._slots:
             t0 = time.perf_counter()
-            prepared = prepare(data, self.inspector.prepare_config, name=name, context=context)
-            result = self.inspector.finish([prepared])[0].result
+            prepared = prepare(data, inspector.prepare_config, name=name, context=context)
+            result = inspector.finish([prepared])[0].result
         if self._on_inference is not None:
             self._on_inference(time.perf_counter() - t0)
         return result
@@ -181,7 +198,12 @@ class Recorder:
             found = self.existing(idempotency_key, image_sha256 or sha_of(data))
             if found is not None:
                 return Submission(found.id, created=False)
+        self._used.inspector = None
         result = self.inspect(data, context, name=name)
+        inspector: Inspector | None = getattr(self._used, "inspector", None)
+        if inspector is None or inspector.grader.info.sha256 != result.model.sha256:
+            msg = f"cannot tell which model's config produced the result of {name} (model swapped?)"
+            raise RuntimeError(msg)
         recommendation = recommendation_for(result, self.outcomes.rule_stats())
         ledger = _TrackingLedger(self.ledger)
         with self._write_lock:
@@ -190,7 +212,7 @@ class Recorder:
                 ledger,
                 result,
                 data,
-                config_sha256=self.inspector.config_sha256,
+                config_sha256=inspector.config_sha256,
                 recommendation=recommendation,
                 idempotency_key=idempotency_key,
             )
@@ -221,13 +243,14 @@ class Recorder:
         from inspection.image.ingest import decode_image
         from inspection.image.overlay import draw_overlay
 
+        inspector = self._inspector
         data = self.store.images.read(record.image_sha256)
-        image = decode_image(data, name=record.image_sha256, cfg=self.inspector.prepare_config.ingest)
+        image = decode_image(data, name=record.image_sha256, cfg=inspector.prepare_config.ingest)
         result = record.to_result()
         heatmaps = None
-        if result.model.sha256 == self.inspector.grader.info.sha256:
+        if result.model.sha256 == inspector.grader.info.sha256:
             with self._slots:  # from the stored bytes: the same decode path as the upload
-                heatmaps = self.inspector.inspect_detailed(data, result.context).heatmaps
+                heatmaps = inspector.inspect_detailed(data, result.context).heatmaps
         drawn = draw_overlay(image, result, heatmaps)
         ok, png = cv2.imencode(".png", np.ascontiguousarray(drawn[..., ::-1]))
         if not ok:

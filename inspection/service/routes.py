@@ -230,8 +230,32 @@ def readyz(request: Request) -> Response:
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
-    body = schemas.Health(status="ready" if ok else "not ready", checks=checks)
+    model = None if state is None else model_status(state)
+    body = schemas.Health(status="ready" if ok else "not ready", checks=checks, model=model)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+def model_status(state: ServiceState) -> schemas.ModelStatus:
+    """The model new requests use (name, version, weights sha256) and its promotion status."""
+    info = state.recorder.inspector.grader.info
+    follower = state.recorder.follower
+    return schemas.ModelStatus(
+        name=info.name,
+        version=info.version,
+        sha256=info.sha256,
+        runtime=info.runtime,
+        promotion="" if follower is None else follower.status,
+    )
+
+
+@router.post("/v1/model/check", response_model=schemas.ModelStatus, tags=["model"], responses=ERRORS)
+def check_model(state: State, principal: Caller) -> schemas.ModelStatus:
+    """Look for a new promotion/rollback record now (admin) and switch to its model without downtime
+    (requests in flight finish on the old model); answers the model new requests use."""
+    require_role(principal, "admin")
+    if state.recorder.follower is not None:
+        state.recorder.follower.check()
+    return model_status(state)
 
 
 @router.get(

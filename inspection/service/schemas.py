@@ -202,6 +202,19 @@ class Problem(BaseModel):
     code: str | None = None
 
 
+class ModelStatus(BaseModel):
+    """The model new requests use, and where it came from (``promotion``: ``current: promote record
+    seq N by NAME``, ``no promotion record: configured model``, ``pinned: ...`` or ``refused: ...``
+    when the store's current model could not be loaded and the running one stayed)."""
+
+    name: str
+    version: str
+    sha256: str = Field(description="sha256 of the model's model.safetensors (as in every record)")
+    runtime: str = ""
+    promotion: str = ""
+
+
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+    model: ModelStatus | None = None

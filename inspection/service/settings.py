@@ -28,6 +28,12 @@ class ServiceSettings:
       then redirects to ``/ui/``).
     * ``api_docs``: serve ``/docs`` (Swagger UI), ``/redoc`` and ``/openapi.json`` without a key
       (default False: ``/docs`` and ``/redoc`` are off and ``/openapi.json`` needs a key of any role).
+    * ``models_root``: the folder that promotion records' model paths are relative to (None = the
+      shipped ``models/``); ``follow_promotions``: run the store's current model (its latest signed
+      promotion/rollback record) instead of ``model_dir`` when there is one, and switch to a newly
+      promoted model without downtime (default True; False pins ``model_dir``);
+      ``promotion_poll_s``: seconds between looks at the ledger for a new record (0 = only at start).
+      See :mod:`inspection.service.promotion`.
     * ``app_config``: the typed configuration (quality gate, preprocessing, ...).
     """
 
@@ -44,6 +50,9 @@ class ServiceSettings:
     threads: int | None = 1
     dashboard: bool = True
     api_docs: bool = False
+    models_root: Path | None = None
+    follow_promotions: bool = True
+    promotion_poll_s: float = 10.0
     app_config: AppConfig = field(default_factory=AppConfig)
 
     def __post_init__(self) -> None:
@@ -58,6 +67,9 @@ class ServiceSettings:
         if self.backend not in ("auto", "torch", "onnx", "onnx-int8"):
             valid = "'auto', 'torch', 'onnx' or 'onnx-int8'"
             msg = f"ServiceSettings.backend must be {valid}, got {self.backend!r}"
+            raise ValueError(msg)
+        if not (isinstance(self.promotion_poll_s, int | float) and self.promotion_poll_s >= 0):
+            msg = f"ServiceSettings.promotion_poll_s must be >= 0 seconds, got {self.promotion_poll_s!r}"
             raise ValueError(msg)
         if self.threads is not None and self.threads < 1:
             msg = f"ServiceSettings.threads must be >= 1 or None, got {self.threads!r}"
@@ -79,3 +91,12 @@ class ServiceSettings:
             app_config=config,
             **kw,  # type: ignore[arg-type]
         )
+
+
+def service_app_config(settings: ServiceSettings) -> AppConfig:
+    """``settings.app_config`` with the ingest limits set to the service's upload limits."""
+    cfg = settings.app_config
+    ingest = cfg.ingest.model_copy(
+        update={"max_pixels": settings.max_pixels, "max_bytes": settings.max_upload_bytes}
+    )
+    return cfg.model_copy(update={"ingest": ingest})

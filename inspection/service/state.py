@@ -23,10 +23,15 @@ class ServiceState:
     recorder: Recorder
 
     def close(self) -> None:
+        if self.recorder.follower is not None:
+            self.recorder.follower.stop()
         self.store.close()
 
 
 def start_state(settings: ServiceSettings, metrics: Metrics) -> ServiceState:
-    """Open the store, load the signing key and the model (blocking; seconds)."""
+    """Open the store, load the signing key and the model (blocking; seconds); start following
+    promotions (:class:`inspection.service.promotion.ModelFollower`)."""
     recorder = open_recorder(settings, on_inference=metrics.inference)
+    if recorder.follower is not None:
+        recorder.follower.start()
     return ServiceState(settings, recorder.store, recorder)

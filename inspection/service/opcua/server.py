@@ -47,10 +47,10 @@ from inspection.service.opcua.security import (
     ensure_server_certificate,
     fingerprint,
 )
-from inspection.service.recorder import Recorder, open_recorder, service_app_config
+from inspection.service.recorder import Recorder, open_recorder
 from inspection.service.routes import inspection_out
 from inspection.service.schemas import InspectionOut
-from inspection.service.settings import ServiceSettings
+from inspection.service.settings import ServiceSettings, service_app_config
 from inspection.service.state import ServiceState
 from inspection.store.db import StoreError
 
