@@ -189,10 +189,62 @@ def model_quantize(
 
 
 def train(
-    config: Path = typer.Option(..., "--config", help="Training config YAML (see scripts/configs/)."),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="Training config YAML (see scripts/configs/). With --from-store: default the shipped "
+        "model's recipe, scripts/configs/final_lite0.yaml.",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run's last checkpoints."),
+    from_store: str | None = typer.Option(
+        None,
+        "--from-store",
+        metavar="DB_URL",
+        help="Learn from the reviews in this store (database URL, or a SQLite file): build a data set "
+        "from the reviewed inspections, train a challenger, compare it with the champion on held-out "
+        "parts and write report.json / report.html (docs/learning.md).",
+    ),
+    base: Path | None = typer.Option(
+        None,
+        "--base",
+        help="--from-store: a data set whose photos join the training side (e.g. "
+        "../shared/data/weld-porosity); never evaluated on.",
+    ),
+    champion: Path | None = typer.Option(
+        None,
+        "--champion",
+        help="--from-store: the model to beat (default: the store's promoted model, "
+        "else the shipped default).",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="--from-store: output folder (default runs/from-store-<time>)."
+    ),
+    home: Path | None = typer.Option(
+        None,
+        "--home",
+        help="--from-store: the store's data directory (images in DIR/images; default: "
+        "the folder of a SQLite file, else $WELDINSPECT_HOME).",
+    ),
+    models_root: Path | None = typer.Option(
+        None, "--models-root", help="--from-store: the folder promoted model paths are relative to."
+    ),
+    eval_share: float = typer.Option(0.3, "--eval-share", help="--from-store: share of the groups held out."),
+    seed: int | None = typer.Option(None, "--seed", help="--from-store: split seed (default: the config's)."),
+    min_groups: int = typer.Option(2, "--min-groups", help="--from-store: fewest groups to go on with."),
+    from_scratch: bool = typer.Option(
+        False,
+        "--from-scratch",
+        help="--from-store: train the config's network instead of fine-tuning the champion.",
+    ),
+    point_box: float = typer.Option(
+        0.06, "--point-box", help="--from-store: a point mark's box side, share of the image's long side."
+    ),
+    version: str | None = typer.Option(
+        None, "--version", help="--from-store: the challenger's version (default <champion>+review.<time>)."
+    ),
 ) -> None:
-    """Train the grader: leave-one-weld-out validation (mode lowo) or the shipped model (mode final)."""
+    """Train the grader: leave-one-weld-out validation (mode lowo) or the shipped model (mode final);
+    with --from-store, a challenger from the store's reviews and its comparison report."""
     import json
     import shlex
 
@@ -203,6 +255,35 @@ def train(
     from inspection.train.pretrain import InitFromError
     from inspection.train.run import run_training
 
+    if from_store is not None:
+        from inspection.cli.learn_cmds import train_from_store
+
+        if resume:
+            typer.echo("weldinspect train: --resume does not apply to --from-store", err=True)
+            raise typer.Exit(code=2)
+        train_from_store(
+            from_store,
+            config=config,
+            base=base,
+            champion=champion,
+            out=out,
+            home=home,
+            models_root=models_root,
+            eval_share=eval_share,
+            seed=seed,
+            min_groups=min_groups,
+            from_scratch=from_scratch,
+            point_box=point_box,
+            version=version,
+        )
+        return
+    if config is None:
+        typer.echo(
+            "weldinspect train: give --config CFG.yaml (train on a data set) or --from-store DB_URL "
+            "(learn from the reviews in a store)",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     try:
         cfg = load_train_config(config)
     except ConfigError as exc:

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,11 +183,14 @@ def train_model(
     *,
     epochs: int,
     resume: bool = False,
+    initial_state: Mapping[str, torch.Tensor] | None = None,
 ) -> FoldResult:
     """Train one model; with ``val`` early-stop on its total loss (patience ``cfg.patience``).
 
     Writes ``out_dir/last.pt`` every epoch (resumable) and ``out_dir/best.pt``; returns the best
     model (by validation loss, or the last one without ``val``) and its validation outputs.
+    ``initial_state``: a full state dict of the same network (e.g. a shipped artifact's weights)
+    loaded strictly before training: incremental fine-tuning (``weldinspect train --from-store``).
     """
     from inspection.model.net import build_model
 
@@ -200,6 +203,8 @@ def train_model(
         from inspection.train.pretrain import init_backbone
 
         init_backbone(model, cfg)
+    if initial_state is not None:
+        model.load_state_dict(dict(initial_state), strict=True)
     train_ds, val_ds = make_datasets(cfg, train, val)
     steps_per_epoch = cfg.steps_per_epoch or max(1, len(train_ds) // cfg.batch_size)
     optimizer, scheduler = _optimizer(model, cfg, steps_per_epoch * epochs)
