@@ -1,7 +1,8 @@
 """Read-only queries the dashboard needs beyond the store's repository and the service's queries.
 
 Also the retraining export: :func:`review_manifest` turns reviewed inspections into
-``annotations.jsonl``-style records (see :mod:`inspection.data.manifest`).
+``annotations.jsonl``-style records (see :mod:`inspection.data.manifest`). The review queue is in
+:mod:`inspection.service.web.queue`.
 """
 
 from __future__ import annotations
@@ -11,37 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, exists, func, select
+from sqlalchemy import case, func, select
 
-from inspection.store import InspectionRecord, Store, repo
+from inspection.store import Store, repo
 from inspection.store.images import relative_path
 from inspection.store.models import InspectionRow, Machine, ReviewRow, StoredImageRow, as_utc
 
 MANIFEST_SOURCE = "weldinspect-review"
-
-
-def review_queue(
-    store: Store, *, station_id: str | None = None, limit: int = 50, offset: int = 0
-) -> tuple[list[InspectionRecord], int]:
-    """Inspections flagged ``needs_review`` without any review yet, oldest first, and their total."""
-    conds: list[Any] = [
-        InspectionRow.needs_review.is_(True),
-        ~exists().where(ReviewRow.inspection_id == InspectionRow.id),
-    ]
-    if station_id is not None:
-        conds.append(InspectionRow.station_id == station_id)
-    page = repo.Page(limit=limit, offset=offset)
-    with store.session() as s:
-        total = s.scalar(select(func.count()).select_from(InspectionRow).where(*conds)) or 0
-        rows = s.scalars(
-            select(InspectionRow)
-            .where(*conds)
-            .order_by(InspectionRow.created_at, InspectionRow.id)
-            .limit(page.limit)
-            .offset(page.offset)
-        )
-        records = [repo.get_inspection(s, r.id) for r in rows]
-    return [r for r in records if r is not None], int(total)
 
 
 def latest_reviews(store: Store, inspection_ids: list[str]) -> dict[str, repo.ReviewInfo]:
@@ -169,11 +146,14 @@ def review_manifest(store: Store) -> list[dict[str, Any]]:
 
     ``image`` is the image's path relative to the store's images directory (``ab/cd/<sha256>``:
     put the manifest in that directory, or rewrite the paths); ``sha256`` its content hash;
-    ``grades`` the reviewer's grades (only those set); ``objects`` is empty (a review grades the
-    image, it draws no boxes); ``group`` is the part id (or the inspection id) so that a split keeps
-    photos of one part together. Also: ``inspection_id``, ``review_id``, ``reviewer``,
-    ``reviewed_at``, ``machine_serial``, ``material``, ``thickness_mm``, ``mm_per_px`` and
-    ``params`` where known.
+    ``grades`` the reviewer's grades (only those set); ``objects`` the reviewer's box marks
+    (``{"label", "box"}``; empty when the review drew none); ``marks`` all of the review's marks
+    (boxes and points, :mod:`inspection.store.marks`) only when the reviewer edited marks, so a
+    missing ``marks`` means "not marked" and ``marks: []`` means "marked: no pores, no spatter";
+    ``not_gradable`` the reason when the reviewer flagged the photo; ``audit`` true for a random
+    audit sample; ``group`` is the part id (or the inspection id) so that a split keeps photos of
+    one part together. Also: ``inspection_id``, ``review_id``, ``reviewer``, ``reviewed_at``,
+    ``machine_serial``, ``material``, ``thickness_mm``, ``mm_per_px`` and ``params`` where known.
     """
     with store.session() as s:
         rows = s.execute(
@@ -200,7 +180,9 @@ def review_manifest(store: Store) -> list[dict[str, Any]]:
                 "width": image.width if image.width is not None else insp.result.get("width"),
                 "height": image.height if image.height is not None else insp.result.get("height"),
                 "group": insp.part_id or insp.id,
-                "objects": [],
+                "objects": [
+                    {"label": m["label"], "box": list(m["box"])} for m in review.marks or () if "box" in m
+                ],
                 "grades": grades,
                 "source": MANIFEST_SOURCE,
                 "inspection_id": insp.id,
@@ -214,6 +196,9 @@ def review_manifest(store: Store) -> list[dict[str, Any]]:
                 "thickness_mm": insp.thickness_mm,
                 "mm_per_px": ctx.get("mm_per_px"),
                 "params": dict(insp.params) if insp.params else None,
+                "marks": None if review.marks is None else [dict(m) for m in review.marks],
+                "not_gradable": review.not_gradable_reason,
+                "audit": True if review.audit else None,
             }
             record.update({k: v for k, v in extra.items() if v is not None})
             out.append(record)

@@ -42,6 +42,7 @@ from inspection.service.auth import AuthError, Principal, authenticate
 from inspection.service.state import ServiceState
 from inspection.service.web import charts, session
 from inspection.store import InspectionFilter, InspectionRecord, Page
+from inspection.store.marks import MAX_MARKS
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +203,15 @@ def create_ui_router(
         if record is None or not user.principal.can_read(record.station_id):
             return None
         return record
+
+    def refresh_queue(state: ServiceState) -> float:
+        """Bring the review queue up to date (new flagged inspections, audit draws); the audit rate."""
+        from inspection.evidence.audit import audit_key
+        from inspection.service.web.queue import refresh_candidates
+
+        rate = state.settings.app_config.service.audit_rate
+        refresh_candidates(state.store, key=audit_key(state.recorder.ledger.signer), audit_rate=rate)
+        return rate
 
     # ---- static files -----------------------------------------------------------------------------
 
@@ -371,6 +381,8 @@ def create_ui_router(
             evidence=evidence,
             reviews=user.state.store.list_reviews(record.id),
             reviewed=reviewed == "1",
+            marks_init=json.dumps(_finding_marks(result), separators=(",", ":")),
+            max_marks=MAX_MARKS,
         )
 
     @router.get("/inspections/{inspection_id}/image")
@@ -405,15 +417,18 @@ def create_ui_router(
     def reviews(
         request: Request, user: User, page: Annotated[int, Query(ge=1, le=100_000)] = 1, done: str = ""
     ) -> HTMLResponse:
-        from inspection.service.web.queries import review_queue
+        from inspection.evidence.audit import miss_rate_from_store
+        from inspection.service.web.queue import review_queue
 
         if not user.can_review:
             return forbidden(request, user, "the review queue")
+        audit_rate = refresh_queue(user.state)
         items, total = review_queue(user.state.store, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
         pages = max(1, -(-total // PAGE_SIZE))
         return render(
-            request, "reviews.html", user, items=items, total=total, page=page, pages=pages, done=done
-        )
+            request, "reviews.html", user, items=items, total=total, page=page, pages=pages, done=done,
+            audit_rate=audit_rate, miss_rate=miss_rate_from_store(user.state.store),
+        )  # fmt: skip
 
     @router.post("/inspections/{inspection_id}/review")
     def submit_review(
@@ -425,8 +440,12 @@ def create_ui_router(
         spatter_grade: Annotated[str, Form()] = "",
         comment: Annotated[str, Form(max_length=4000)] = "",
         back: Annotated[str, Form()] = "",
+        marks: Annotated[str, Form()] = "",
+        not_gradable: Annotated[str, Form()] = "",
+        not_gradable_reason: Annotated[str, Form(max_length=1000)] = "",
     ) -> Response:
         from inspection.evidence.ledger import record_review
+        from inspection.store.marks import MarkError, parse_marks
 
         failed = csrf_failed(request, user, csrf_token)
         if failed is not None:
@@ -436,13 +455,34 @@ def create_ui_router(
         record = readable(user, inspection_id)
         if record is None:
             return error(request, user, 404, f"No inspection {inspection_id!r} visible to your key.")
+        flagged = not_gradable not in ("", "0")
         try:
-            por = _parse_grade(porosity_grade, "porosity grade")
-            spa = _parse_grade(spatter_grade, "spatter grade")
-        except ValueError as exc:
+            if not_gradable not in ("", "0", "1", "on"):
+                msg = f"not_gradable must be 1 (flagged) or empty, got {not_gradable!r}"
+                raise ValueError(msg)
+            por = None if flagged else _parse_grade(porosity_grade, "porosity grade")
+            spa = None if flagged else _parse_grade(spatter_grade, "spatter grade")
+            reason = not_gradable_reason.strip() if flagged else None
+            if flagged and not reason:
+                msg = "not_gradable_reason: say why the photo cannot be graded (e.g. glare over the seam)"
+                raise ValueError(msg)
+            parsed = None
+            if marks.strip() and not flagged:
+                result = record.result
+                parsed = parse_marks(
+                    marks,
+                    width=result.get("width"),
+                    height=result.get("height"),
+                    n_findings=len(result.get("findings") or ()),
+                )
+        except (ValueError, MarkError) as exc:
             return error(request, user, 422, str(exc))
-        if por is None and spa is None:
-            return error(request, user, 422, "Set at least one final grade (porosity or spatter, 0-3).")
+        if por is None and spa is None and not flagged:
+            return error(
+                request, user, 422,
+                "Set at least one final grade (porosity or spatter, 0-3), or flag the photo not gradable.",
+            )  # fmt: skip
+        refresh_queue(user.state)  # so an audit sample that arrived since the last queue view counts
         review_id, rec = record_review(
             user.state.store,
             user.state.recorder.ledger,
@@ -451,6 +491,8 @@ def create_ui_router(
             porosity_grade=por,
             spatter_grade=spa,
             comment=comment.strip(),
+            marks=parsed,
+            not_gradable_reason=reason,
         )
         logger.info(
             "review %s of %s by %s: evidence seq %d", review_id, record.id, user.principal.name, rec.seq
@@ -589,9 +631,12 @@ def create_ui_router(
     ) -> HTMLResponse:  # fmt: skip
         if not user.can_review:
             return forbidden(request, user, "the evidence page")
+        from inspection.evidence.audit import miss_rate_from_store
+
         return render(
             request, "evidence.html", user, status=status, message=message,
             machines=user.state.store.list_machines(), form=form or {}, **verification(user.state, force),
+            miss_rate=miss_rate_from_store(user.state.store),
         )  # fmt: skip
 
     @router.get("/evidence", response_class=HTMLResponse)
@@ -669,6 +714,26 @@ def create_ui_router(
 def _findings(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The result's findings with their index (the standards verdicts refer to them by index)."""
     return [{"index": i, **f} for i, f in enumerate(result.get("findings") or ())]
+
+
+def _finding_marks(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The model's findings as editable box marks (the box around each circle, inside the image)."""
+    from inspection.store.marks import MARK_LABELS
+
+    width, height = result.get("width"), result.get("height")
+    if not (isinstance(width, int) and isinstance(height, int)):
+        return []
+    out = []
+    for i, f in enumerate(result.get("findings") or ()):
+        if f.get("kind") not in MARK_LABELS:
+            continue
+        r = max(2.0, float(f.get("diameter_px") or 0.0) / 2.0)
+        x, y = float(f["x"]), float(f["y"])
+        box = [max(0.0, x - r), max(0.0, y - r), min(float(width), x + r), min(float(height), y + r)]
+        box = [round(v, 1) for v in box]
+        if box[0] < box[2] and box[1] < box[3]:
+            out.append({"label": f["kind"], "box": box, "origin": "model", "finding": i})
+    return out
 
 
 def _bundle_overlay(image_bytes: bytes, result: Any) -> bytes | None:
