@@ -12,12 +12,16 @@ by file leaks the weld's identity into validation. Two tools:
   one-photo validation set says nothing, and the photos still add variety to training.
 
 Both return record *indices* (into the list given) so callers can index records or datasets.
+:func:`stable_group_split` splits group *names* by a per-group hash, so that a group keeps its
+side as new groups arrive (the review-data split of ``weldinspect train --from-store``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -159,3 +163,36 @@ def group_split(
     val_set = set(val)
     train = tuple(i for i in range(len(records)) if i not in val_set)
     return train, val
+
+
+def group_fraction(group: str, seed: int) -> float:
+    """``sha256("<seed>:<group>")`` read as a fraction in [0, 1): a group's draw in
+    :func:`stable_group_split`."""
+    digest = hashlib.sha256(f"{seed}:{group}".encode()).hexdigest()
+    return int(digest[:13], 16) / float(16**13)
+
+
+def stable_group_split(groups: Iterable[str], *, eval_share: float, seed: int) -> tuple[list[str], list[str]]:
+    """``(training groups, held-out groups)``, each sorted: a group is held out when
+    :func:`group_fraction` is below ``eval_share``.
+
+    The decision depends on the group's name and the seed alone, so a group keeps its side when
+    more groups arrive (the retraining loop of ``weldinspect train --from-store``: a held-out part
+    never becomes training data of a later round). With few groups the shares are uneven; at least
+    one group is held out (the lowest draw) and at least one trains (the highest). Needs at least
+    two groups; ValueError otherwise or for ``eval_share`` outside (0, 1).
+    """
+    if not (math.isfinite(eval_share) and 0 < eval_share < 1):
+        msg = f"eval_share must be in (0, 1), got {eval_share!r}"
+        raise ValueError(msg)
+    names = sorted(set(groups))
+    if len(names) < 2:
+        msg = f"a split needs at least 2 groups, got {len(names)}: {names}"
+        raise ValueError(msg)
+    score = {g: group_fraction(g, seed) for g in names}
+    held = {g for g in names if score[g] < eval_share}
+    if not held:
+        held = {min(names, key=lambda g: (score[g], g))}
+    if len(held) == len(names):
+        held.discard(max(names, key=lambda g: (score[g], g)))
+    return [g for g in names if g not in held], sorted(held)

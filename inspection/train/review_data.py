@@ -28,8 +28,8 @@ same photo can never be on both sides of the split).
 Groups (:func:`group_of`): ``<machine serial>/<part id>`` (part id missing: ``station-<id>``), so
 all photos of one part of one machine stay on one side of the split, never split by file.
 
-Split (:func:`split_groups`): a group is held out for evaluation when
-``sha256("<seed>:<group>")`` read as a fraction in [0, 1) is below ``eval_share``. The rule
+Split (:func:`inspection.data.splits.stable_group_split`): a group is held out for evaluation
+when ``sha256("<seed>:<group>")`` read as a fraction in [0, 1) is below ``eval_share``. The rule
 depends on the group alone, so a group keeps its side as the store grows round after round (a
 held-out group never becomes training data of a later challenger unless the seed changes); with
 few groups at least one group is held out and at least one trains (the lowest / highest hash).
@@ -50,7 +50,7 @@ import math
 import os
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from inspection.data.manifest import ManifestObject, ManifestRecord
+from inspection.data.splits import stable_group_split
 from inspection.store.db import Store
 from inspection.store.images import EXTENSIONS
 from inspection.store.models import InspectionRow, ReviewRow, StoredImageRow, as_utc
@@ -279,34 +280,6 @@ def photo_labels(
     return "unmarked_pores"
 
 
-# ---- the split (pure) -----------------------------------------------------------------------------
-
-
-def group_fraction(group: str, seed: int) -> float:
-    """``sha256("<seed>:<group>")`` as a fraction in [0, 1) (the split's per-group draw)."""
-    digest = hashlib.sha256(f"{seed}:{group}".encode()).hexdigest()
-    return int(digest[:13], 16) / float(16**13)
-
-
-def split_groups(groups: Iterable[str], *, eval_share: float, seed: int) -> tuple[list[str], list[str]]:
-    """``(training groups, held-out groups)``, each sorted (rule: the module docstring). Needs at
-    least two groups."""
-    if not (math.isfinite(eval_share) and 0 < eval_share < 1):
-        msg = f"eval_share must be in (0, 1), got {eval_share!r}"
-        raise ValueError(msg)
-    names = sorted(set(groups))
-    if len(names) < 2:
-        msg = f"a split needs at least 2 groups, got {len(names)}: {names}"
-        raise ValueError(msg)
-    score = {g: group_fraction(g, seed) for g in names}
-    held = {g for g in names if score[g] < eval_share}
-    if not held:
-        held = {min(names, key=lambda g: (score[g], g))}
-    if len(held) == len(names):
-        held.discard(max(names, key=lambda g: (score[g], g)))
-    return [g for g in names if g not in held], sorted(held)
-
-
 # ---- the data set on disk ---------------------------------------------------------------------------
 
 
@@ -510,7 +483,7 @@ def write_dataset(
             "id is missing): review photos of more parts, so that whole parts can be held out"
         )
         raise ReviewDataError(msg)
-    train_groups, eval_groups = split_groups(groups, eval_share=eval_share, seed=seed)
+    train_groups, eval_groups = stable_group_split(groups, eval_share=eval_share, seed=seed)
     held = set(eval_groups)
     out = Path(out_dir)
     lines = [

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from inspection.cli import app
 from inspection.data.manifest import read_manifest
+from inspection.data.splits import stable_group_split as split_groups
 from inspection.data.synth import generate_weld
 from inspection.data.synth import write_dataset as write_synth_dataset
 from inspection.evidence.keys import init_key, load_signer
@@ -38,7 +39,6 @@ from inspection.train.review_data import (
     group_of,
     photo_labels,
     point_box,
-    split_groups,
 )
 from inspection.types import InspectionContext, grade_from_count
 
