@@ -49,7 +49,7 @@ Bundle problem codes (stable; the record codes of :mod:`inspection.evidence.veri
 ``promotion_mismatch``   a listed promotion record has another hash or names another model
 =======================  ==============================================================
 
-Promotion records (role ``promotion``, :mod:`inspection.evidence.promotion`): for every model the
+Promotion records (role ``promotion``, :mod:`inspection.evidence.bundle_models`): for every model the
 subject inspection records name, the latest promotion/rollback record naming its sha256, with the
 link stub before it; ``manifest.json`` lists them under ``models`` (``null`` = unpromoted, a note).
 """
@@ -73,10 +73,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from inspection import __version__
+from inspection.evidence.bundle_models import MANIFEST_MODELS, PromotionIndex, check_bundle_models
 from inspection.evidence.canonical import GENESIS_HASH, CanonicalError, canonical_json, parse_json, sha256_hex
 from inspection.evidence.keys import KeyFileError, Signer, key_id_for, load_public_pem, public_key_pem
 from inspection.evidence.ledger import KIND_INSPECTION, KIND_REVIEW, EvidenceRecord, format_time, iter_records
-from inspection.evidence.promotion import MANIFEST_MODELS, PromotionIndex, check_bundle_models
 from inspection.evidence.report import (
     ComplianceFn,
     build_claim_report,
