@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -313,37 +313,43 @@ def simulate_coverage(
     inspections: int,
     audit_rate: float = DEFAULT_AUDIT_RATE,
     trials: int = 1000,
-    method: str = "clopper-pearson",
+    methods: Sequence[str] = METHODS,
     seed: int = 0,
-) -> Coverage:
+) -> dict[str, Coverage]:
     """Inject ``miss_rate`` into ``trials`` simulated runs of ``inspections`` unflagged results.
 
     Each trial draws a fresh audit key and random inspection ids, makes each result wrong with
-    probability ``miss_rate``, selects audit samples with :func:`is_audit_sample`, has the reviewer
-    see exactly which audited results were wrong, and checks whether the ``method`` interval of
-    :func:`estimate_miss_rate` holds ``miss_rate``.
+    probability ``miss_rate``, selects audit samples with :class:`AuditSampler`, has the reviewer
+    see exactly which audited results were wrong, and checks whether each of ``methods``' intervals
+    (:func:`estimate_miss_rate`) holds ``miss_rate``. Every method sees the same trials.
     """
     check_rate(miss_rate, "miss_rate")
     check_rate(audit_rate)
+    for method in methods:
+        interval(0, 1, method)  # unknown methods fail before the simulation
     rng = np.random.default_rng(seed)
-    covered = 0
+    covered = dict.fromkeys(methods, 0)
+    highs: dict[str, list[float]] = {m: [] for m in methods}
     audited: list[int] = []
-    highs: list[float] = []
     for _ in range(trials):
         sampler = AuditSampler(rng.bytes(32), audit_rate)
         raw = rng.bytes(16 * inspections).hex()  # 32 hex digits per inspection id
         wrong = rng.random(inspections) < miss_rate
         picked = [bool(wrong[j]) for j in range(inspections) if sampler(raw[32 * j : 32 * j + 32])]
-        est = estimate_miss_rate(picked, method=method)
-        covered += est.low <= miss_rate <= est.high
-        audited.append(est.audited)
-        highs.append(est.high)
-    n = round(float(np.mean(audited)))
-    exact = exact_coverage(miss_rate, n, method)
-    return Coverage(
-        miss_rate, inspections, audit_rate, method, trials, covered / trials, float(np.mean(audited)),
-        float(np.mean(highs)), exact,
-    )  # fmt: skip
+        audited.append(len(picked))
+        for method in methods:
+            est = estimate_miss_rate(picked, method=method)
+            covered[method] += est.low <= miss_rate <= est.high
+            highs[method].append(est.high)
+    mean_n = float(np.mean(audited))
+    out = {}
+    for m in methods:
+        exact = exact_coverage(miss_rate, round(mean_n), m)
+        out[m] = Coverage(
+            miss_rate, inspections, audit_rate, m, trials, covered[m] / trials, mean_n,
+            float(np.mean(highs[m])), exact,
+        )  # fmt: skip
+    return out
 
 
 def exact_coverage(miss_rate: float, n: int, method: str = "clopper-pearson") -> float:
