@@ -169,7 +169,7 @@ def render_html(report: Mapping[str, Any]) -> str:
             ],
             left=5,
         ),
-        f"<p>Challenger training: {escape(_fmt(chall['training'].get('epochs_run')))} epochs, "
+        f"<p>Challenger training: {escape(_fmt(chall['training'].get('epochs_run')))} epoch(s), "
         f"{escape(_fmt(chall['training'].get('train_minutes'), 1))} min, "
         f"{escape(_fmt(chall['training'].get('train_photos')))} training photos "
         f"({escape(report['training']['init'])}).</p>",
