@@ -265,7 +265,6 @@ def run_from_store(store: Store, opts: FromStoreOptions) -> FromStoreResult:
     _check_inputs(opts)
     t0 = time.perf_counter()
     out = opts.out_dir
-    out.mkdir(parents=True, exist_ok=True)
     champion = read_config(opts.champion_dir)
     cfg = opts.config
     seed = cfg.seed if opts.seed is None else opts.seed
