@@ -34,3 +34,19 @@ def test_section_is_replaced_in_place_not_duplicated() -> None:
     assert twice.count("runtime-agreement:begin") == 1
     assert "| 0.800 |" in twice and "| 0.900 |" not in twice
     assert twice.rstrip().endswith("## Later section\ny")
+
+
+def test_reading_states_the_measured_share_of_changed_grades() -> None:
+    doc = _doc(0.9)
+    base = doc["comparisons"][0]["datasets"]["images"]  # type: ignore[index]
+    doc["comparisons"] = [  # type: ignore[index]
+        {"name": "default (onnx-int8, reduced decode) vs torch full decode", "datasets": {"images": base}},
+        {
+            "name": "re-encoded (q95) vs original (onnx, full decode)",
+            "datasets": {"images": {**base, "grade_agreement": {"porosity": 0.98, "spatter": 1.0}}},
+        },
+    ]
+    text = runtime_section(doc)
+    assert "The default runtime changes 10.0 % (images) of the porosity grades against the reference" in text
+    assert "against 2.0 % (images) for the re-encode." in text
+    assert "The default runtime changes" not in runtime_section(_doc(0.9))  # no default row measured
