@@ -322,8 +322,8 @@ grade is measured here on every readable photo of the two real data sets (images
 Reading: the re-encoding row is the yardstick, the model's own sensitivity to an invisible change
 (JPEG quality 95 re-encode). {_runtime_reading(doc)} Since the grade is the binned count of the
 findings, a finding whose peak score sits near the peak threshold can appear on one side only and
-move the grade (the likely source of most changes; not checked photo by photo); the largest probability changes come from a slightly
-different seam band found on the smaller decode.
+move the grade (the likely source of most changes; not checked photo by photo); the largest
+probability changes come from a slightly different seam band found on the smaller decode.
 Use `--backend torch` (and `ingest.reduced_decode: false`) for the reference numbers.
 Command: `{doc.get("command", ".venv/bin/python scripts/measure_runtimes.py --write")}`
 {_END}
