@@ -69,3 +69,34 @@ def test_concurrent_appends_make_one_chain(pg_url: str, tmp_path: Path) -> None:
         report = verify_store(store)
         assert report.ok, report.problems[:3]
         assert report.records == 40 and report.head_seq == 40
+
+
+def test_review_marks_queue_and_miss_rate(pg_url: str, tmp_path: Path) -> None:
+    """Migration 0002 on PostgreSQL: marks (JSONB) round-trip and verify, the queue scans, the
+    audit flag and the miss-rate estimate work as on SQLite."""
+    import dataclasses
+
+    from inspection.evidence.audit import audit_key, miss_rate_from_store
+    from inspection.evidence.ledger import record_review
+    from inspection.service.web.queue import refresh_candidates, review_queue
+
+    with Store.open(pg_url, tmp_path / "images") as store:
+        ledger = make_ledger(store)
+        ids = []
+        for i in range(3):
+            img = png_bytes(40 + i)
+            result = dataclasses.replace(make_result(img, porosity=1), needs_review=i == 2)
+            ids.append(record_inspection(store, ledger, result, img, config_sha256=CONFIG_SHA)[0])
+        assert refresh_candidates(store, key=audit_key(ledger.signer), audit_rate=1.0) == 3
+        items, total = review_queue(store)
+        assert total == 3 and [i.audit for i in items] == [True, True, False]
+        marks = [{"label": "porosity", "box": [1, 2, 6.5, 7]}, {"label": "spatter", "point": [3, 4]}]
+        _, rec = record_review(
+            store, ledger, inspection_id=ids[0], reviewer="qa", porosity_grade=2, spatter_grade=0, marks=marks
+        )
+        assert rec.data["audit"] is True and len(rec.data["marks"]) == 2
+        (review,) = store.list_reviews(ids[0])
+        assert review.marks is not None and review.marks[0]["box"] == [1.0, 2.0, 6.5, 7.0]
+        est = miss_rate_from_store(store)
+        assert (est.audited, est.wrong, est.drawn) == (1, 1, 2)
+        assert verify_store(store).ok
