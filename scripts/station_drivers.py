@@ -3,7 +3,7 @@
 Each :class:`Station` starts its ``weldinspect`` command in a subprocess (``serve``, ``watch``,
 ``mqtt``, ``opcua``) on loopback, waits until it serves, hands out clients (one per sending thread)
 whose :meth:`Client.send` delivers one photo the way a real station would and waits for its
-result, and stops the command with SIGTERM (``watch``: SIGINT). Every photo carries the metadata
+result, and stops the command with SIGTERM. Every photo carries the metadata
 ``{"machine_serial": "SIM-1", "part_id": <file stem>}`` and, where the protocol has one, an
 idempotency key, so a station-side retry never makes a second record.
 
@@ -279,7 +279,8 @@ class FolderStation(Station):
         return FolderClient(self)
 
     def stop(self) -> int | None:
-        return None if self.process is None else self.process.stop(signal.SIGINT)  # its Ctrl-C path
+        # SIGTERM, not SIGINT: a background job inherits SIGINT ignored (CI runs us so), SIGTERM never
+        return None if self.process is None else self.process.stop(signal.SIGTERM)
 
     def finish(self, outcomes: list[Outcome]) -> None:
         from inspection.store import Store

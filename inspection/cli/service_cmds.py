@@ -189,7 +189,10 @@ def watch_cmd(
     promotion_poll: float = _POLL_PROMOTIONS,
     models_root: Path | None = _MODELS_ROOT,
 ) -> None:
-    """Watch a hot folder: inspect each stable image, commit its record, then move it to DONE/FAILED."""
+    """Watch a hot folder: inspect each stable image, commit its record, then move it to DONE/FAILED.
+    SIGTERM / Ctrl-C stop after the file in hand (exit 0)."""
+    import signal
+    import threading
     import time
 
     from inspection.evidence.keys import KeyFileError
@@ -221,6 +224,13 @@ def watch_cmd(
         raise _fail(str(exc)) from exc
     if recorder.follower is not None and not once:
         recorder.follower.start()  # loads a promoted model in its own thread: the folder keeps moving
+    # SIGTERM (systemd, docker stop, a station's supervisor) and Ctrl-C stop after the file in hand:
+    # its record is committed and the file moved, nothing is half done. A signal that was ignored
+    # when we started (nohup, a background job's SIGINT) stays ignored.
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, lambda *_: stopping.set())
     try:
         if once:
             folder.run_once()
@@ -228,7 +238,8 @@ def watch_cmd(
             for o in folder.run_once():
                 typer.echo(f"{o.file}: {o.status} {o.inspection_id or o.reason or ''}".rstrip())
         else:
-            folder.run(poll)
+            folder.run(poll, stop=stopping.is_set, wait=stopping.wait)
+            typer.echo("stopped")
     except KeyboardInterrupt:
         typer.echo("stopped")
     finally:

@@ -117,23 +117,33 @@ class HotFolder:
             del self._seen[gone]
         return ready
 
-    def run_once(self) -> list[Outcome]:
-        """One poll: process every ready image; returns what happened to each."""
+    def run_once(self, stop: Callable[[], bool] = lambda: False) -> list[Outcome]:
+        """One poll: process every ready image (until ``stop()`` is true); what happened to each."""
         outcomes = []
         for path in self.ready_files():
+            if stop():
+                break
             outcome = self.process(path)
             if outcome is not None:
                 outcomes.append(outcome)
                 self._seen.pop(path.name, None)
         return outcomes
 
-    def run(self, poll_s: float = 1.0, *, stop: Callable[[], bool] = lambda: False) -> None:
-        """Poll every ``poll_s`` seconds until ``stop()`` is true (or KeyboardInterrupt)."""
+    def run(
+        self,
+        poll_s: float = 1.0,
+        *,
+        stop: Callable[[], bool] = lambda: False,
+        wait: Callable[[float], object] = time.sleep,
+    ) -> None:
+        """Poll every ``poll_s`` seconds until ``stop()`` is true (or KeyboardInterrupt). ``stop`` is
+        checked before each file, so a stop request lets the file in hand finish; ``wait`` sleeps
+        between polls (an ``Event.wait`` makes a stop request end the sleep at once)."""
         logger.info("watching %s (done: %s, failed: %s)", self.inbox, self.done, self.failed)
         while not stop():
-            for o in self.run_once():
+            for o in self.run_once(stop=stop):
                 logger.info("%s: %s %s", o.file, o.status, o.inspection_id or o.reason or "")
-            time.sleep(poll_s)
+            wait(poll_s)
 
     # -- one file ---------------------------------------------------------------------------------
     def process(self, path: Path) -> Outcome | None:

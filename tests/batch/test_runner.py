@@ -290,7 +290,15 @@ def _complete_lines(path: Path) -> int:
 
 def _start_and_interrupt(argv: list[str], out: Path, sig: signal.Signals, cwd: Path) -> tuple[int, str]:
     """Start ``argv``; once ``out`` holds a complete record, send ``sig``; exit status and stdout."""
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a background job (CI runs the suite so) inherits SIGINT ignored; a user's Ctrl-C is not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 300  # model load on a busy machine; not a speed assertion
         while _complete_lines(out) == 0:

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from inspection.cli import app
@@ -80,3 +86,52 @@ def test_watch_once_records_and_moves(tmp_path: Path, tiny_model_dir: Path) -> N
     with _store(tmp_path) as store:
         (item,) = store.list_inspections().items
         assert item.station_id == "HF"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_watch_stops_cleanly_on_sigterm_and_ctrl_c(
+    tmp_path: Path, tiny_model_dir: Path, sig: signal.Signals
+) -> None:
+    """A supervisor's SIGTERM (and Ctrl-C) ends ``watch`` with exit 0 after the file in hand, with its
+    record kept; SIGINT is reset to the default first, as an interactive shell would have it."""
+    assert runner.invoke(app, ["keys", "init", "--station", "HF", "--home", str(tmp_path)]).exit_code == 0
+    inbox, done = tmp_path / "in", tmp_path / "done"
+    inbox.mkdir()
+    (inbox / "a.json").write_text(json.dumps(STATION_META))
+    (inbox / "a.jpg").write_bytes(seam_jpeg(1))
+    script = shutil.which("weldinspect", path=str(Path(sys.executable).parent))
+    argv = [script] if script else [sys.executable, "-c", "from inspection.cli import main; main()"]
+    argv += [
+        "watch",
+        str(inbox),
+        "--done",
+        str(done),
+        "--failed",
+        str(tmp_path / "failed"),
+        "--home",
+        str(tmp_path),
+    ]
+    argv += ["--model", str(tiny_model_dir), "--station", "HF", "--poll", "0.05"]
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 300  # model load on a busy machine; not a speed assertion
+        while not (done / "a.jpg").is_file():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"watch did not record a.jpg (exit {proc.poll()}):\n{proc.communicate()[0]}")
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    assert "stopped" in out
+    with _store(tmp_path) as store:
+        assert len(store.list_inspections().items) == 1
