@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -16,6 +14,7 @@ from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from inspection.cli import USAGE_EXIT_CODE, app, usage_error_kind
+from tests.helpers.cli import weldinspect_argv
 
 runner = CliRunner()
 
@@ -34,12 +33,6 @@ def _root_group() -> TyperGroup:
 
 def _registered() -> dict[str, typer.core.TyperCommand | TyperGroup]:
     return dict(_root_group().commands)
-
-
-def weldinspect_argv() -> list[str]:
-    """The installed console script next to this interpreter (else the same entry point via -c)."""
-    script = shutil.which("weldinspect", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-c", "from inspection.cli import main; main()"]
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

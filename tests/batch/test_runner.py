@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from inspection.cli import app
 from inspection.config import IngestConfig
 from inspection.data.synth import generate_weld
 from inspection.pipeline import Inspector
+from tests.helpers.cli import weldinspect_argv
 from tests.helpers.images import png_declaring
 
 runner = CliRunner()
@@ -267,12 +267,6 @@ def test_failing_hook_turns_the_batch_into_error_records(
 N_CRASH = 40
 
 
-def _weldinspect_argv() -> list[str]:
-    """The installed console script next to this interpreter (else the same entry point via -c)."""
-    script = shutil.which("weldinspect", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-c", "from inspection.cli import main; main()"]
-
-
 @pytest.fixture(scope="module")
 def crash_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Forty small synthetic seam photos (ten batches of four)."""
@@ -339,7 +333,7 @@ def test_interrupted_score_process_resumes_without_duplicates_or_rescoring(
     out = tmp_path / "results.jsonl"
     args = ["score", str(crash_folder), "--out", str(out), "--model", str(tiny_model_dir),
             "--batch-size", "4", "--workers", "0"]  # fmt: skip
-    status, stdout = _start_and_interrupt([*_weldinspect_argv(), *args], out, sig, tmp_path)
+    status, stdout = _start_and_interrupt([*weldinspect_argv(), *args], out, sig, tmp_path)
     assert status == expected_status
     if sig == signal.SIGINT:  # the summary still prints and says how to go on
         assert "run again to resume" in stdout, stdout
@@ -396,7 +390,6 @@ def test_workers_start_cleanly_after_the_caller_used_opencv_threads(
 ) -> None:
     """Worker processes come from a fork server, not a fork of the caller (which deadlocks)."""
     import subprocess
-    import sys
 
     script = tmp_path / "caller.py"
     script.write_text(_AFTER_OPENCV_THREADS)

@@ -16,10 +16,8 @@ import errno
 import json
 import os
 import resource
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from typer.testing import CliRunner
 from inspection.batch import runner as batch_runner
 from inspection.cli import app
 from inspection.data.synth import generate_weld
+from tests.helpers.cli import weldinspect_argv
 
 cli = CliRunner()
 N = 40
@@ -44,11 +43,6 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
         weld = generate_weld(rng, width=400, height=300, n_pores=i % 3, n_spatter=i % 4)
         cv2.imwrite(str(folder / f"seam_{i:02d}.jpg"), cv2.cvtColor(weld.image, cv2.COLOR_RGB2BGR))
     return folder
-
-
-def _weldinspect() -> list[str]:
-    script = shutil.which("weldinspect", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-c", "from inspection.cli import main; main()"]
 
 
 def _args(photos: Path, out: Path, model: Path) -> list[str]:
@@ -74,7 +68,7 @@ def test_sigterm_keeps_records_and_a_rerun_resumes(
     out = tmp_path / f"results{suffix}"
     journal = batch_runner.journal_path(out)
     argv = _args(photos, out, tiny_model_dir)
-    proc = subprocess.Popen([*_weldinspect(), *argv], cwd=tmp_path, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*weldinspect_argv(), *argv], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 300  # model load on a busy machine; not a speed assertion
@@ -118,8 +112,8 @@ def test_real_write_failure_is_reported_and_a_rerun_completes(
     out = tmp_path / "results.jsonl"
     argv = _args(photos, out, tiny_model_dir)
     limit = 16 * 1024  # a few batches of records fit, then every write fails as on a full disk
-    done = subprocess.run([*_weldinspect(), *argv], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          preexec_fn=lambda: _limit_file_size(limit))  # fmt: skip
+    done = subprocess.run([*weldinspect_argv(), *argv], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, preexec_fn=lambda: _limit_file_size(limit))  # fmt: skip
     assert done.returncode == 1, done.stderr  # before: a traceback (OSError out of Journal.write)
     assert "Traceback" not in done.stderr
     message = " ".join(done.stderr.split())  # rich wraps long lines

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from inspection.cli import app
 from inspection.service.auth import authenticate
 from inspection.service.openapi import openapi_document
 from inspection.store import Store
+from tests.helpers.cli import weldinspect_argv
 from tests.service.helpers import STATION_META, seam_jpeg
 
 runner = CliRunner()
@@ -99,8 +98,7 @@ def test_watch_stops_cleanly_on_sigterm_and_ctrl_c(
     inbox.mkdir()
     (inbox / "a.json").write_text(json.dumps(STATION_META))
     (inbox / "a.jpg").write_bytes(seam_jpeg(1))
-    script = shutil.which("weldinspect", path=str(Path(sys.executable).parent))
-    argv = [script] if script else [sys.executable, "-c", "from inspection.cli import main; main()"]
+    argv = weldinspect_argv()
     argv += [
         "watch",
         str(inbox),
