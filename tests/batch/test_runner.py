@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -21,7 +20,7 @@ from inspection.cli import app
 from inspection.config import IngestConfig
 from inspection.data.synth import generate_weld
 from inspection.pipeline import Inspector
-from tests.helpers.cli import weldinspect_argv
+from tests.helpers.cli import interrupt_when, weldinspect_argv
 from tests.helpers.images import png_declaring
 
 runner = CliRunner()
@@ -284,33 +283,10 @@ def _complete_lines(path: Path) -> int:
 
 def _start_and_interrupt(argv: list[str], out: Path, sig: signal.Signals, cwd: Path) -> tuple[int, str]:
     """Start ``argv``; once ``out`` holds a complete record, send ``sig``; exit status and stdout."""
-    proc = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # a background job (CI runs the suite so) inherits SIGINT ignored; a user's Ctrl-C is not
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    try:
-        deadline = time.monotonic() + 300  # model load on a busy machine; not a speed assertion
-        while _complete_lines(out) == 0:
-            if proc.poll() is not None:
-                _, err = proc.communicate()
-                pytest.fail(f"score exited ({proc.returncode}) before writing a record:\n{err}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no record in {out} after 300 s")
-            time.sleep(0.002)
-        proc.send_signal(sig)
-        stdout, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if proc.returncode == 0:
+    status, stdout, err = interrupt_when(argv, lambda: _complete_lines(out) > 0, sig, cwd=cwd)
+    if status == 0:
         pytest.fail(f"score finished all {N_CRASH} images before the {sig.name} arrived:\n{err}")
-    return proc.returncode, stdout
+    return status, stdout
 
 
 def _summary_count(output: str, row: str) -> int:
@@ -389,7 +365,6 @@ def test_workers_start_cleanly_after_the_caller_used_opencv_threads(
     tiny_model_dir: Path, seam_folder: Path, tmp_path: Path
 ) -> None:
     """Worker processes come from a fork server, not a fork of the caller (which deadlocks)."""
-    import subprocess
 
     script = tmp_path / "caller.py"
     script.write_text(_AFTER_OPENCV_THREADS)

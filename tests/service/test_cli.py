@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from inspection.cli import app
 from inspection.service.auth import authenticate
 from inspection.service.openapi import openapi_document
 from inspection.store import Store
-from tests.helpers.cli import weldinspect_argv
+from tests.helpers.cli import interrupt_when, weldinspect_argv
 from tests.service.helpers import STATION_META, seam_jpeg
 
 runner = CliRunner()
@@ -110,26 +108,8 @@ def test_watch_stops_cleanly_on_sigterm_and_ctrl_c(
         str(tmp_path),
     ]
     argv += ["--model", str(tiny_model_dir), "--station", "HF", "--poll", "0.05"]
-    proc = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    try:
-        deadline = time.monotonic() + 300  # model load on a busy machine; not a speed assertion
-        while not (done / "a.jpg").is_file():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"watch did not record a.jpg (exit {proc.poll()}):\n{proc.communicate()[0]}")
-            time.sleep(0.05)
-        proc.send_signal(sig)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, out
+    status, out, err = interrupt_when(argv, (done / "a.jpg").is_file, sig)
+    assert status == 0, out + err
     assert "stopped" in out
     with _store(tmp_path) as store:
         assert len(store.list_inspections().items) == 1
