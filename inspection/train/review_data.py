@@ -431,11 +431,16 @@ def write_dataset(
     min_groups: int = 2,
     point_fraction: float = POINT_BOX_FRACTION,
     porosity_thresholds: tuple[int, int, int] = (1, 2, 4),
+    hold_out: bool = True,
 ) -> ReviewDataset:
     """Read the store's reviewed inspections and write the data set into ``out_dir`` (see the
     module docstring). Raises :class:`ReviewDataError` naming what is missing when the store holds
-    no inspections, none reviewed, none usable, or fewer than ``min_groups`` groups."""
-    if min_groups < 2:
+    no inspections, none reviewed, none usable, or fewer than ``min_groups`` groups.
+
+    ``hold_out=False``: every usable photo trains (``eval.jsonl`` is empty, ``min_groups`` is not
+    checked); for callers that evaluate on photos outside the store, such as the simulated station
+    of ``scripts/bench_learning.py``."""
+    if hold_out and min_groups < 2:
         msg = f"min_groups must be at least 2 (one group to train on, one held out), got {min_groups}"
         raise ValueError(msg)
     photos, counts = read_reviewed(store)
@@ -476,14 +481,17 @@ def write_dataset(
         )
         raise ReviewDataError(msg)
     groups = sorted({p.record.group or "" for p in usable})
-    if len(groups) < min_groups:
+    if hold_out and len(groups) < min_groups:
         msg = (
             f"the reviewed photos come from {len(groups)} group(s) ({', '.join(groups)}); at least "
             f"{min_groups} are needed (a group is a machine serial + part id, or + station when the part "
             "id is missing): review photos of more parts, so that whole parts can be held out"
         )
         raise ReviewDataError(msg)
-    train_groups, eval_groups = stable_group_split(groups, eval_share=eval_share, seed=seed)
+    if hold_out:
+        train_groups, eval_groups = stable_group_split(groups, eval_share=eval_share, seed=seed)
+    else:
+        train_groups, eval_groups = list(groups), []
     held = set(eval_groups)
     out = Path(out_dir)
     lines = [
@@ -507,7 +515,9 @@ def write_dataset(
     )
     split = {
         "rule": "held out when sha256('<seed>:<group>') as a fraction in [0, 1) < eval_share "
-        "(at least one group on each side)",
+        "(at least one group on each side)"
+        if hold_out
+        else "nothing held out: every usable photo trains",
         "seed": seed,
         "eval_share": eval_share,
         "train_groups": train_groups,
