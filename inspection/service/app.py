@@ -48,10 +48,10 @@ Weld-seam inspection station service: upload a photo of a seam with its metadata
 spatter grades, standards verdicts, parameter advice and the signed evidence record it was committed
 with. Every endpoint except `/healthz` and `/readyz` needs an API key (`Authorization: Bearer <key>`
 or `X-API-Key: <key>`): missing or wrong -> 401, wrong role -> 403. Roles: `station` (submit and
-read its own inspections), `auditor` (read all, trends, claim-bundle export), `admin` (everything,
-keys). Every error body is a `Problem` (`detail`, `code`); invalid values are 422 naming the field;
-when the database is unavailable every endpoint answers 503 with `Retry-After`. See docs/service.md
-and docs/reliability.md.
+read its own inspections), `auditor` (read all, trends, reviews, claim-bundle export), `admin`
+(everything, keys). Every error body is a `Problem` (`detail`, `code`); invalid values are 422
+naming the field; when the database is unavailable every endpoint answers 503 with `Retry-After`.
+See docs/service.md and docs/reliability.md.
 """
 
 

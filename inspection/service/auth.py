@@ -9,7 +9,7 @@ service hashes it, looks the hash up among the active keys and compares the stor
 Roles (``api_keys.role``):
 
 * ``station``: submit inspections (for its own ``station_id`` only) and read its own inspections;
-* ``auditor``: read every inspection, machine trends, export claim bundles;
+* ``auditor``: read every inspection, machine trends, sign reviews, export claim bundles;
 * ``admin``: everything, including managing keys.
 """
 

@@ -37,7 +37,7 @@ from inspection.service.queries import ping, trend_points
 from inspection.service.state import ServiceState
 from inspection.service.trend import trend
 from inspection.service.validation import InputError, parse_metadata, text_problem
-from inspection.store import InspectionFilter, InspectionRecord, Page
+from inspection.store import InspectionFilter, InspectionRecord, Page, ReviewInfo
 
 logger = logging.getLogger(__name__)
 
@@ -459,6 +459,84 @@ def get_overlay(inspection_id: str, state: State, principal: Caller) -> Response
     except FileNotFoundError as exc:
         raise HTTPException(404, str(exc)) from exc
     return Response(png, media_type="image/png")
+
+
+# ---- reviews ----------------------------------------------------------------------------------------
+
+
+def review_out(info: ReviewInfo) -> schemas.ReviewOut:
+    return schemas.ReviewOut(
+        id=info.id,
+        inspection_id=info.inspection_id,
+        reviewer=info.reviewer,
+        created_at=info.created_at,
+        porosity_grade=info.porosity_grade,
+        spatter_grade=info.spatter_grade,
+        comment=info.comment,
+        marks=None if info.marks is None else [dict(m) for m in info.marks],
+        not_gradable_reason=info.not_gradable_reason,
+        audit=info.audit,
+        evidence_seq=info.evidence_seq,
+    )
+
+
+@router.post(
+    "/v1/inspections/{inspection_id}/reviews",
+    status_code=201,
+    response_model=schemas.ReviewOut,
+    tags=["reviews"],
+    responses={
+        **ERRORS,
+        **UNPARSEABLE,
+        **NOT_FOUND,
+        422: {
+            "model": schemas.Problem,
+            "description": (
+                "an invalid grade, mark or flag: the detail names the field (e.g. `marks[3].box: x1 = 700.0 "
+                "is outside the image (width 640)`); nothing is stored or signed"
+            ),
+        },
+    },
+)
+def create_review(
+    inspection_id: str, body: schemas.ReviewCreate, state: State, principal: Caller
+) -> schemas.ReviewOut:
+    """Sign a human review of one inspection (auditor, admin; stations never review their own output):
+    final grades, marks, or the not-gradable flag, as in the dashboard's review form. The reviewer is
+    the key's name; the review and its signed evidence record are committed before the 201."""
+    from inspection.service.web.reviews import sign_review
+
+    require_role(principal, "auditor")
+    record = _readable(state, principal, inspection_id)
+    try:
+        info, _ = sign_review(
+            state,
+            record,
+            reviewer=principal.name,
+            porosity_grade=body.porosity_grade,
+            spatter_grade=body.spatter_grade,
+            comment=body.comment,
+            marks=body.marks,
+            not_gradable_reason=body.not_gradable_reason,
+        )
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except ValueError as exc:  # MarkError too: the message names the field
+        raise HTTPException(422, str(exc)) from exc
+    return review_out(info)
+
+
+@router.get(
+    "/v1/inspections/{inspection_id}/reviews",
+    response_model=list[schemas.ReviewOut],
+    tags=["reviews"],
+    responses={**ERRORS, **NOT_FOUND},
+)
+def list_reviews(inspection_id: str, state: State, principal: Caller) -> list[schemas.ReviewOut]:
+    """The reviews of one inspection with their marks, oldest first: the last one counts
+    (stations: their own inspections)."""
+    record = _readable(state, principal, inspection_id)
+    return [review_out(r) for r in state.store.list_reviews(record.id)]
 
 
 # ---- machines and evidence ------------------------------------------------------------------------

@@ -171,6 +171,58 @@ class ExportRequest(BaseModel):
     full_chain: bool = Field(False, description="include every record of the chain (proves completeness)")
 
 
+MARK_FORMAT = (
+    'A mark in original-image pixels (x right, y down): {"label": "porosity" | "spatter", '
+    '"box": [x0, y0, x1, y1]} (x0 < x1, y0 < y1) or {"label": ..., "point": [x, y]}, plus '
+    '"origin": "reviewer" (default) or "origin": "model" with "finding": i (the result\'s '
+    "finding i, kept, moved or resized; a deleted finding has no mark). Numbers are rounded to 0.1 px; "
+    "at most 500 marks. See docs/dashboard.md, Review marks."
+)
+
+
+class ReviewCreate(BaseModel):
+    """Body of ``POST /v1/inspections/{id}/reviews`` (auditor, admin): the final grades, the marks,
+    or the not-gradable flag. The reviewer is the API key's name. Validated exactly as the
+    dashboard's review form (docs/dashboard.md, Review marks)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    porosity_grade: int | None = Field(None, ge=0, le=3, description="final porosity grade 0-3")
+    spatter_grade: int | None = Field(None, ge=0, le=3, description="final spatter grade 0-3")
+    comment: Text = Field("", max_length=4000)
+    marks: list[Any] | None = Field(
+        None,
+        description=(
+            "the pores and spatter the reviewer marked; null = no marks drawn, [] = marked: nothing "
+            "there. " + MARK_FORMAT
+        ),
+    )
+    not_gradable_reason: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="flags the photo not gradable, saying why (then no grades and no marks)",
+    )
+
+
+class ReviewOut(BaseModel):
+    """One signed review of an inspection (the latest review of an inspection is the one that counts)."""
+
+    id: str
+    inspection_id: str
+    reviewer: str = Field(description="the name of the API key (or dashboard login) that signed it")
+    created_at: datetime
+    porosity_grade: int | None
+    spatter_grade: int | None
+    comment: str
+    marks: list[dict[str, Any]] | None = Field(
+        description="the marks in canonical form; null = none drawn. " + MARK_FORMAT
+    )
+    not_gradable_reason: str | None
+    audit: bool = Field(description="the inspection was a random audit sample when it was reviewed")
+    evidence_seq: int | None = Field(description="seq of the signed review record in the ledger")
+
+
 class ApiKeyCreate(BaseModel):
     """Body of ``POST /v1/keys`` (admin)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +13,12 @@ import numpy as np
 
 from inspection.data.synth import generate_weld
 from inspection.evidence.keys import init_key
+from inspection.evidence.ledger import Ledger, record_inspection
 from inspection.service.auth import add_key
 from inspection.service.settings import ServiceSettings
 from inspection.store import Store
+from inspection.types import Defect, Finding, HeadResult
+from tests.evidence.factories import CONFIG_SHA, make_result, png_bytes
 
 STATION_META: dict[str, Any] = {
     "machine_serial": "M-1",
@@ -101,3 +105,29 @@ def upload(
         files={"image": (filename, data, content_type)},
         data={"metadata": json.dumps(STATION_META if meta is None else meta)},
     )
+
+
+PHOTO_W, PHOTO_H = 320, 160
+"""Size of the photos :func:`photo_with_findings` records."""
+
+
+def photo_with_findings(
+    store: Store, ledger: Ledger, seed: int, *, needs_review: bool = False, reasons: tuple[str, ...] = (),
+    porosity: HeadResult | None = None, serial: str = "M-7", station: str = "st-1",
+) -> str:  # fmt: skip
+    """Record a PHOTO_W x PHOTO_H inspection (porosity grade 2, spatter 0) with two porosity
+    findings and one spatter finding; its id."""
+    size = (PHOTO_W, PHOTO_H)
+    img = png_bytes(seed, size=size)
+    base = make_result(img, porosity=2, serial=serial, size=size, station=station)
+    findings = (
+        Finding(Defect.POROSITY, x=80.0, y=60.0, diameter_px=20.0, score=0.9, along_seam=0.2),
+        Finding(Defect.POROSITY, x=200.0, y=90.0, diameter_px=10.0, score=0.7, along_seam=0.6),
+        Finding(Defect.SPATTER, x=300.0, y=20.0, diameter_px=6.0, score=0.6, along_seam=0.9),
+    )
+    result = dataclasses.replace(
+        base, findings=findings, needs_review=needs_review, review_reasons=reasons,
+        porosity=porosity or base.porosity,
+    )  # fmt: skip
+    iid, _ = record_inspection(store, ledger, result, img, config_sha256=CONFIG_SHA)
+    return iid

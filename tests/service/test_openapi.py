@@ -23,6 +23,8 @@ def test_openapi_lists_every_endpoint_with_key_security() -> None:
         ("get", "/v1/inspections"),
         ("get", "/v1/inspections/{inspection_id}"),
         ("get", "/v1/inspections/{inspection_id}/overlay.png"),
+        ("post", "/v1/inspections/{inspection_id}/reviews"),
+        ("get", "/v1/inspections/{inspection_id}/reviews"),
         ("get", "/v1/machines/{serial}/trend"),
         ("post", "/v1/evidence/export"),
         ("get", "/healthz"),

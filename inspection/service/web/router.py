@@ -204,15 +204,6 @@ def create_ui_router(
             return None
         return record
 
-    def refresh_queue(state: ServiceState) -> float:
-        """Bring the review queue up to date (new flagged inspections, audit draws); the audit rate."""
-        from inspection.evidence.audit import audit_key
-        from inspection.service.web.queue import refresh_candidates
-
-        rate = state.settings.app_config.service.audit_rate
-        refresh_candidates(state.store, key=audit_key(state.recorder.ledger.signer), audit_rate=rate)
-        return rate
-
     # ---- static files -----------------------------------------------------------------------------
 
     @router.get("/static/{name}")
@@ -419,6 +410,7 @@ def create_ui_router(
     ) -> HTMLResponse:
         from inspection.evidence.audit import miss_rate_from_store
         from inspection.service.web.queue import review_queue
+        from inspection.service.web.reviews import refresh_queue
 
         if not user.can_review:
             return forbidden(request, user, "the review queue")
@@ -444,8 +436,8 @@ def create_ui_router(
         not_gradable: Annotated[str, Form()] = "",
         not_gradable_reason: Annotated[str, Form(max_length=1000)] = "",
     ) -> Response:
-        from inspection.evidence.ledger import record_review
-        from inspection.store.marks import MarkError, parse_marks
+        from inspection.service.web.reviews import sign_review
+        from inspection.store.marks import parse_marks
 
         failed = csrf_failed(request, user, csrf_token)
         if failed is not None:
@@ -467,7 +459,7 @@ def create_ui_router(
                 msg = "not_gradable_reason: say why the photo cannot be graded (e.g. glare over the seam)"
                 raise ValueError(msg)
             parsed = None
-            if marks.strip() and not flagged:
+            if marks.strip() and not flagged:  # the form sends the marks as JSON text
                 result = record.result
                 parsed = parse_marks(
                     marks,
@@ -475,28 +467,20 @@ def create_ui_router(
                     height=result.get("height"),
                     n_findings=len(result.get("findings") or ()),
                 )
-        except (ValueError, MarkError) as exc:
+            sign_review(
+                user.state,
+                record,
+                reviewer=user.principal.name,
+                porosity_grade=por,
+                spatter_grade=spa,
+                comment=comment,
+                marks=parsed,
+                not_gradable_reason=reason,
+            )
+        except LookupError as exc:
+            return error(request, user, 404, str(exc))
+        except ValueError as exc:  # MarkError too: the message names the field
             return error(request, user, 422, str(exc))
-        if por is None and spa is None and not flagged:
-            return error(
-                request, user, 422,
-                "Set at least one final grade (porosity or spatter, 0-3), or flag the photo not gradable.",
-            )  # fmt: skip
-        refresh_queue(user.state)  # so an audit sample that arrived since the last queue view counts
-        review_id, rec = record_review(
-            user.state.store,
-            user.state.recorder.ledger,
-            inspection_id=record.id,
-            reviewer=user.principal.name,
-            porosity_grade=por,
-            spatter_grade=spa,
-            comment=comment.strip(),
-            marks=parsed,
-            not_gradable_reason=reason,
-        )
-        logger.info(
-            "review %s of %s by %s: evidence seq %d", review_id, record.id, user.principal.name, rec.seq
-        )
         if back == "queue":
             return RedirectResponse(f"/ui/reviews?{urlencode({'done': record.id})}", status_code=303)
         return RedirectResponse(f"/ui/inspections/{record.id}?reviewed=1", status_code=303)

@@ -3,7 +3,6 @@ panel, through the dashboard's TestClient (no browser) and the queue functions."
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -15,38 +14,18 @@ from fastapi.testclient import TestClient
 
 from inspection.config import AppConfig, ServiceConfig
 from inspection.evidence.keys import load_signer
-from inspection.evidence.ledger import Ledger, get_record, record_inspection
+from inspection.evidence.ledger import Ledger, get_record
 from inspection.service.app import create_app
 from inspection.service.settings import ServiceSettings
 from inspection.service.web.queue import refresh_candidates, review_queue, review_value
 from inspection.service.web.router import _finding_marks
 from inspection.store import Store
-from inspection.types import Defect, Finding, HeadResult
-from tests.evidence.factories import CONFIG_SHA, make_ledger, make_result, open_store, png_bytes
-from tests.service.helpers import make_keys, make_settings
+from inspection.types import HeadResult
+from tests.evidence.factories import make_ledger, open_store
+from tests.service.helpers import PHOTO_H as H
+from tests.service.helpers import PHOTO_W as W
+from tests.service.helpers import make_keys, make_settings, photo_with_findings
 from tests.service.web.helpers import csrf, login
-
-W, H = 320, 160
-
-
-def photo_with_findings(
-    store: Store, ledger: Ledger, seed: int, *, needs_review: bool = False, reasons: tuple[str, ...] = (),
-    porosity: HeadResult | None = None, serial: str = "M-7",
-) -> str:  # fmt: skip
-    """Record a W x H inspection with two porosity findings and one spatter finding; its id."""
-    img = png_bytes(seed, size=(W, H))
-    base = make_result(img, porosity=2, serial=serial, size=(W, H))
-    findings = (
-        Finding(Defect.POROSITY, x=80.0, y=60.0, diameter_px=20.0, score=0.9, along_seam=0.2),
-        Finding(Defect.POROSITY, x=200.0, y=90.0, diameter_px=10.0, score=0.7, along_seam=0.6),
-        Finding(Defect.SPATTER, x=300.0, y=20.0, diameter_px=6.0, score=0.6, along_seam=0.9),
-    )
-    result = dataclasses.replace(
-        base, findings=findings, needs_review=needs_review, review_reasons=reasons,
-        porosity=porosity or base.porosity,
-    )  # fmt: skip
-    iid, _ = record_inspection(store, ledger, result, img, config_sha256=CONFIG_SHA)
-    return iid
 
 
 @pytest.fixture(scope="module")
