@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from inspection.config import GradingConfig
 from inspection.evidence.canonical import GENESIS_HASH, canonical_json, parse_json, sha256_hex
 from inspection.evidence.keys import Signer
 from inspection.store import repo
@@ -430,8 +431,13 @@ def record_review(
     comment: str = "",
     marks: Sequence[Mapping[str, Any]] | None = None,
     not_gradable_reason: str | None = None,
+    grading: GradingConfig | None = None,
 ) -> tuple[str, EvidenceRecord]:
     """Store a human review and its evidence record (kind ``review``) in one transaction.
+
+    Grades are held to the marks with ``grading``'s count thresholds (None = the defaults; the
+    service passes the ``grading`` section it grades with): :func:`inspection.store.marks.grades_with_marks`,
+    so the record's ``grades`` are the final ones (a porosity grade left out is the marks' grade).
 
     The record links to the inspection's own record (``inspection_seq``, ``inspection_record_hash``).
     Keys added only when they apply (so a grades-only review's record reads as before): ``marks``
@@ -462,6 +468,7 @@ def record_review(
             marks=marks,
             not_gradable_reason=not_gradable_reason,
             audit=candidate is not None and bool(candidate.audit),
+            grading=grading,
         )
         data: dict[str, Any] = {
             "review_id": review_id,
@@ -469,7 +476,7 @@ def record_review(
             "inspection_seq": None if target is None else target.seq,
             "inspection_record_hash": None if target is None else target.record_hash,
             "reviewer": reviewer,
-            "grades": {"porosity": porosity_grade, "spatter": spatter_grade},
+            "grades": {"porosity": info.porosity_grade, "spatter": info.spatter_grade},
             "comment": comment,
         }
         if info.marks is not None:

@@ -14,6 +14,12 @@ box mark is a training object as it stands.
 :func:`parse_marks` validates what a client sent and returns the canonical list (numbers rounded to
 0.1 px, keys in a fixed set) or raises :class:`MarkError` naming the field, e.g.
 ``marks[3].box: x1 = 700.0 is outside the image (width 640)``.
+
+:func:`grades_with_marks` holds a review's final grades to its marks (the counts binned by the
+``grading`` thresholds, :class:`inspection.config.GradingConfig`): the pore marks are every pore the
+reviewer saw (training reads them so), so the porosity grade **equals** their binned count, and a
+missing porosity grade is taken from it; a reviewer need not mark every spatter, so the spatter
+grade is **at least** the binned count of the spatter marks, and a missing one stays missing.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from inspection.config import GradingConfig
+from inspection.types import grade_from_count
 
 MARK_LABELS = ("porosity", "spatter")
 """What a reviewer can mark (the graded defects, as in :data:`inspection.types.GRADED_DEFECTS`)."""
@@ -144,3 +153,50 @@ def mark_counts(marks: Sequence[Mapping[str, Any]] | None) -> dict[str, int]:
         if label in counts:
             counts[label] += 1
     return counts
+
+
+def _bins(thresholds: tuple[int, int, int]) -> str:
+    return f"grade 1 from {thresholds[0]}, 2 from {thresholds[1]}, 3 from {thresholds[2]}"
+
+
+def grades_with_marks(
+    porosity_grade: int | None,
+    spatter_grade: int | None,
+    marks: Sequence[Mapping[str, Any]] | None,
+    grading: GradingConfig | None = None,
+) -> tuple[int | None, int | None]:
+    """The final ``(porosity, spatter)`` grades of a review that carries ``marks`` (pure).
+
+    ``marks`` None (no marks drawn): the grades unchanged. Otherwise, with ``grading``'s thresholds
+    (default :class:`~inspection.config.GradingConfig`: porosity 1, 2, 4; spatter 1, 6, 21):
+
+    * porosity: the grade binned from the number of porosity marks; a given grade must equal it;
+    * spatter: a given grade must be at least the grade binned from the number of spatter marks
+      (not every spatter needs a mark); a missing one stays missing.
+
+    Raises :class:`MarkError` (field ``porosity_grade`` or ``spatter_grade``) naming both values.
+    """
+    if marks is None:
+        return porosity_grade, spatter_grade
+    cfg = grading or GradingConfig()
+    counts = mark_counts(marks)
+    n_por, n_spa = counts["porosity"], counts["spatter"]
+    implied = grade_from_count(n_por, cfg.porosity_thresholds)
+    if porosity_grade is None:
+        porosity_grade = implied
+    elif porosity_grade != implied:
+        raise MarkError(
+            "porosity_grade",
+            f"is {porosity_grade}, but the review's porosity marks ({n_por}) give porosity grade "
+            f"{implied} ({_bins(cfg.porosity_thresholds)} pores); set porosity grade {implied}, or mark "
+            "every pore you graded",
+        )
+    floor = grade_from_count(n_spa, cfg.spatter_thresholds)
+    if spatter_grade is not None and spatter_grade < floor:
+        raise MarkError(
+            "spatter_grade",
+            f"is {spatter_grade}, but the review's spatter marks ({n_spa}) give at least spatter "
+            f"grade {floor} ({_bins(cfg.spatter_thresholds)} spatter); set spatter grade {floor} or "
+            "higher, or delete the spatter marks that are not spatter",
+        )
+    return porosity_grade, spatter_grade

@@ -19,8 +19,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from inspection.config import GradingConfig
 from inspection.store.images import PutResult, check_sha256
-from inspection.store.marks import parse_marks
+from inspection.store.marks import grades_with_marks, parse_marks
 from inspection.store.models import (
     ApiKeyRow,
     InspectionRow,
@@ -392,12 +393,16 @@ def add_review(
     marks: Sequence[Mapping[str, Any]] | None = None,
     not_gradable_reason: str | None = None,
     audit: bool = False,
+    grading: GradingConfig | None = None,
 ) -> ReviewInfo:
     """Insert a review of an existing inspection (``LookupError`` when the inspection is unknown).
 
     ``marks`` are validated against the inspection's photo size and findings
-    (:func:`inspection.store.marks.parse_marks`, ``MarkError`` naming the field); a review with a
-    ``not_gradable_reason`` carries no grades and no marks.
+    (:func:`inspection.store.marks.parse_marks`, ``MarkError`` naming the field), and the grades
+    against the marks with ``grading``'s count thresholds (None = the defaults;
+    :func:`inspection.store.marks.grades_with_marks`: a porosity grade equal to the binned pore
+    marks, taken from them when missing; a spatter grade at least the binned spatter marks). A
+    review with a ``not_gradable_reason`` carries no grades and no marks.
     """
     _check_grade(porosity_grade, "porosity_grade")
     _check_grade(spatter_grade, "spatter_grade")
@@ -419,6 +424,10 @@ def add_review(
             height=result.get("height"),
             n_findings=len(result.get("findings") or ()),
         )
+        if not_gradable_reason is None:
+            porosity_grade, spatter_grade = grades_with_marks(
+                porosity_grade, spatter_grade, stored_marks, grading
+            )
     row = ReviewRow(
         id=review_id or new_id(),
         inspection_id=inspection_id,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from inspection.config import AppConfig, ServiceConfig
+from inspection.config import AppConfig, GradingConfig, ServiceConfig
 from inspection.evidence.keys import load_signer
 from inspection.evidence.ledger import Ledger, get_record
 from inspection.evidence.verify import verify_store
@@ -159,3 +159,66 @@ def test_missing_key_is_401(api: tuple[Any, ...]) -> None:
     client, _, _, ids = api
     assert client.post(f"/v1/inspections/{ids[6]}/reviews", json={"porosity_grade": 0}).status_code == 401
     assert client.get(f"/v1/inspections/{ids[6]}/reviews").status_code == 401
+
+
+# ---- final grades against the marks (the same rule as the form: tests/store/test_marks.py) --------
+
+TWO_PORES = [
+    {"label": "porosity", "box": [75, 55, 95, 75], "origin": "model", "finding": 0},
+    {"label": "porosity", "point": [140, 40]},
+]
+SPATTER = {"label": "spatter", "point": [10, 150]}
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"porosity_grade": 1, "spatter_grade": 0, "marks": TWO_PORES},
+         "porosity_grade: is 1, but the review's porosity marks (2) give porosity grade 2"),
+        ({"porosity_grade": 3, "marks": TWO_PORES}, "porosity_grade: is 3, but"),
+        ({"porosity_grade": 2, "spatter_grade": 0, "marks": [*TWO_PORES, SPATTER]},
+         "spatter_grade: is 0, but the review's spatter marks (1) give at least spatter grade 1"),
+        ({"spatter_grade": 1, "marks": [SPATTER] * 6}, "give at least spatter grade 2"),
+    ],
+)  # fmt: skip
+def test_grades_that_contradict_the_marks_are_422(
+    api: tuple[Any, ...], body: dict[str, Any], fragment: str
+) -> None:
+    client, keys, settings, ids = api
+    r = _post(client, keys.auditor, ids[6], **body)
+    assert r.status_code == 422 and fragment in r.json()["detail"], r.text
+    with Store.open(settings.db_url, settings.images_dir) as store:
+        assert store.list_reviews(ids[6]) == []
+
+
+def test_marks_without_a_porosity_grade_give_it_and_the_record_signs_it(api: tuple[Any, ...]) -> None:
+    client, keys, settings, ids = api
+    r = _post(client, keys.auditor, ids[7], marks=[*TWO_PORES, SPATTER, SPATTER])
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert (body["porosity_grade"], body["spatter_grade"]) == (2, None)  # spatter marks are a lower bound
+    with Store.open(settings.db_url, settings.images_dir) as store, store.session() as s:
+        record = get_record(s, body["evidence_seq"])
+    assert record is not None and record.data["grades"] == {"porosity": 2, "spatter": None}
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[tuple[Any, ...]]:
+    """A service that grades with other count thresholds (porosity 1, 3, 5) and one recorded photo."""
+    config = AppConfig(grading=GradingConfig(porosity_thresholds=(1, 3, 5)))
+    settings = make_settings(tmp_path_factory.mktemp("reviews-wide"), tiny_model_dir, app_config=config)
+    keys = make_keys(settings)
+    with Store.open(settings.db_url, settings.images_dir) as store:
+        iid = photo_with_findings(store, Ledger(store, load_signer(settings.keys_dir)), 1)
+    with TestClient(create_app(settings)) as client:
+        yield client, keys, iid
+
+
+def test_the_check_uses_the_services_grading_thresholds(wide: tuple[Any, ...]) -> None:
+    client, keys, iid = wide
+    r = _post(client, keys.auditor, iid, porosity_grade=2, marks=TWO_PORES)  # 2 by the defaults
+    assert (
+        r.status_code == 422 and "give porosity grade 1 (grade 1 from 1, 2 from 3, 3 from 5 pores)" in r.text
+    )
+    r = _post(client, keys.auditor, iid, porosity_grade=1, marks=TWO_PORES)
+    assert r.status_code == 201 and r.json()["porosity_grade"] == 1

@@ -244,7 +244,7 @@ def test_add_review_validates_marks_and_not_gradable(tmp_path: Path) -> None:
     ]
     with store.write() as s:
         info = repo.add_review(
-            s, inspection_id=iid, reviewer="qa", porosity_grade=1, spatter_grade=0, marks=marks, audit=True
+            s, inspection_id=iid, reviewer="qa", porosity_grade=1, spatter_grade=1, marks=marks, audit=True
         )
     assert info.audit and info.marks == (
         {"label": "porosity", "box": [1.0, 2.0, 5.0, 6.0], "origin": "model", "finding": 1},

@@ -90,7 +90,7 @@ def test_review_marks_queue_and_miss_rate(pg_url: str, tmp_path: Path) -> None:
         assert refresh_candidates(store, key=audit_key(ledger.signer), audit_rate=1.0) == 3
         items, total = review_queue(store)
         assert total == 3 and [i.audit for i in items] == [True, True, False]
-        marks = [{"label": "porosity", "box": [1, 2, 6.5, 7]}, {"label": "spatter", "point": [3, 4]}]
+        marks = [{"label": "porosity", "box": [1, 2, 6.5, 7]}, {"label": "porosity", "point": [3, 4]}]
         _, rec = record_review(
             store, ledger, inspection_id=ids[0], reviewer="qa", porosity_grade=2, spatter_grade=0, marks=marks
         )

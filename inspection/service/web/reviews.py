@@ -52,7 +52,9 @@ def sign_review(
 ) -> tuple[ReviewInfo, EvidenceRecord]:
     """Store the review of ``record`` by ``reviewer`` with its signed evidence record.
 
-    ``marks`` None = the review drew no marks (``[]`` = marked: nothing there). Raises ValueError
+    ``marks`` None = the review drew no marks (``[]`` = marked: nothing there). The grades are held
+    to the marks with the ``grading`` thresholds the service grades with
+    (``settings.app_config.grading``; :func:`inspection.store.marks.grades_with_marks`). Raises ValueError
     (:class:`~inspection.store.marks.MarkError` for marks, naming the field) when the review is
     refused, before anything is stored or signed; LookupError when the inspection has gone.
     """
@@ -69,6 +71,7 @@ def sign_review(
         comment=comment.strip(),
         marks=marks,
         not_gradable_reason=not_gradable_reason,
+        grading=state.settings.app_config.grading,
     )
     logger.info("review %s of %s by %s: evidence seq %d", review_id, record.id, reviewer, rec.seq)
     info = next((r for r in state.store.list_reviews(record.id) if r.id == review_id), None)

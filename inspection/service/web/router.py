@@ -374,6 +374,7 @@ def create_ui_router(
             reviewed=reviewed == "1",
             marks_init=json.dumps(_finding_marks(result), separators=(",", ":")),
             max_marks=MAX_MARKS,
+            grading=user.state.settings.app_config.grading,
         )
 
     @router.get("/inspections/{inspection_id}/image")

@@ -61,6 +61,9 @@ def test_review_with_marks_is_stored_and_signed(audited: tuple[Any, ...]) -> Non
     login(client, keys.auditor)
     page = client.get(f"/ui/inspections/{ids[0]}").text
     assert 'id="marks-layer"' in page and f'viewBox="0 0 {W} {H}"' in page
+    # the editor shows the grades the marks give, with the service's grading thresholds
+    assert 'data-porosity-thresholds="1,2,4"' in page and 'data-spatter-thresholds="1,6,21"' in page
+    assert 'data-implied="porosity"' in page and 'data-implied="spatter"' in page
     marks = [
         {"label": "porosity", "box": [75, 55, 95, 75], "origin": "model", "finding": 0},  # moved
         {"label": "spatter", "point": [10.04, 150]},
@@ -111,6 +114,11 @@ def test_review_with_marks_is_stored_and_signed(audited: tuple[Any, ...]) -> Non
          "marks[0].finding"),
         ({"marks": json.dumps([{"label": "porosity", "point": [1, 1], "colour": "red"}])},
          "marks[0]: unknown keys"),
+        ({"marks": json.dumps([{"label": "porosity", "point": [1, 1]}] * 2)},  # porosity_grade 1 posted
+         "porosity_grade: is 1, but the review&#39;s porosity marks (2) give porosity grade 2"),
+        ({"marks": json.dumps([{"label": "porosity", "point": [1, 1]},
+                               {"label": "spatter", "point": [2, 2]}])},
+         "spatter_grade: is 0, but the review&#39;s spatter marks (1) give at least spatter grade 1"),
         ({"not_gradable": "1"}, "not_gradable_reason"),
         ({"not_gradable": "maybe", "not_gradable_reason": "x"}, "not_gradable must be 1"),
     ],

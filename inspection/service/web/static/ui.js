@@ -58,6 +58,43 @@
     var pointR = Math.max(W, H) / 120;
     var count = document.getElementById("marks-count");
     var del = document.getElementById("mark-delete");
+    // the grade the marks imply, next to each grade selector (the server refuses a contradiction:
+    // porosity = binned pore marks, spatter >= binned spatter marks; thresholds of the service)
+    function thresholds(name, fallback) {
+      var t = (svg.getAttribute(name) || "").split(",").map(Number);
+      return t.length === 3 && t.every(function (v) { return v > 0; }) ? t : fallback;
+    }
+    var BINS = { porosity: thresholds("data-porosity-thresholds", [1, 2, 4]),
+                 spatter: thresholds("data-spatter-thresholds", [1, 6, 21]) };
+    function binned(n, t) { return t.filter(function (v) { return n >= v; }).length; }
+    var implied = {};
+    ["porosity", "spatter"].forEach(function (label) {
+      var out = form.querySelector('output[data-implied="' + label + '"]');
+      var select = form.querySelector('select[name="' + (label === "porosity" ? "porosity_grade" : "spatter_grade") + '"]');
+      if (out && select) {
+        implied[label] = { out: out, select: select };
+        select.addEventListener("change", function () { render(); });
+      }
+    });
+    if (implied.porosity) { // with marks, an empty porosity grade is the marks' grade (docs/dashboard.md)
+      var empty = implied.porosity.select.querySelector('option[value=""]');
+      if (empty) { empty.textContent = "from the marks"; }
+    }
+    function showImplied() {
+      ["porosity", "spatter"].forEach(function (label) {
+        var el = implied[label];
+        if (!el) { return; }
+        var n = marks.filter(function (m) { return m.label === label; }).length;
+        var g = binned(n, BINS[label]);
+        var chosen = el.select.value === "" ? null : Number(el.select.value);
+        var bad = chosen !== null && (label === "porosity" ? chosen !== g : chosen < g);
+        el.out.textContent = (label === "porosity" ? "marks give grade " + g : "marks give at least " + g) +
+          (bad ? " (selected " + chosen + ")" : "");
+        el.out.className = bad ? "implied warn" : "implied";
+        var flagged = form.querySelector("input.ng-box");
+        el.out.hidden = Boolean(flagged && flagged.checked);
+      });
+    }
 
     function toImage(evt) {
       var pt = svg.createSVGPoint();
@@ -93,6 +130,7 @@
       count.textContent = pores + " pore, " + (marks.length - pores) + " spatter mark" +
         (marks.length - pores === 1 ? "" : "s") + (selected >= 0 ? " · mark " + (selected + 1) + " selected" : "");
       del.disabled = selected < 0;
+      showImplied();
     }
 
     function setKind(k) {
@@ -217,6 +255,7 @@
     if (ng) {
       var sync = function () {
         form.querySelectorAll("select").forEach(function (s) { s.disabled = ng.checked; });
+        form.querySelectorAll("output.implied").forEach(function (o) { o.hidden = ng.checked; });
         field.disabled = ng.checked;
       };
       ng.addEventListener("change", sync);
