@@ -77,6 +77,7 @@ from inspection.evidence.bundle_models import MANIFEST_MODELS, PromotionIndex, c
 from inspection.evidence.canonical import GENESIS_HASH, CanonicalError, canonical_json, parse_json, sha256_hex
 from inspection.evidence.keys import KeyFileError, Signer, key_id_for, load_public_pem, public_key_pem
 from inspection.evidence.ledger import KIND_INSPECTION, KIND_REVIEW, EvidenceRecord, format_time, iter_records
+from inspection.evidence.promotion import MODEL_KINDS
 from inspection.evidence.report import (
     ComplianceFn,
     build_claim_report,
@@ -318,6 +319,8 @@ def export_bundle(
     record_keys = tuple(sorted({r.key_id for r in sel.subjects if r.key_id}))
     steps = verify_steps(record_keys, sel.head)
     machine = store.get_machine(serial)
+    miss_rate = _miss_rate(store, serial)
+    model_records = sel.promotions + [r for r in sel.chain if r.kind in MODEL_KINDS]
     report = build_claim_report(
         sel.subjects,
         serial=serial,
@@ -330,13 +333,16 @@ def export_bundle(
         machine_model=None if machine is None else machine.model,
         scope_note=_scope_note(full_chain, len(sel.subjects)),
         verify_steps=steps,
+        miss_rate=miss_rate,
+        models=sel.models,
+        model_records=model_records,
     )
     trend = trend_png(report)
     files["report/trend.png"] = trend
     files["report/claim_report.html"] = render_html(report, trend).encode("utf-8")
     files["report/claim_report.pdf"] = render_pdf(report, trend)
     files["README.txt"] = _readme(serial, full_chain, len(sel.subjects), steps).encode("utf-8")
-    files[MISS_RATE] = _miss_rate_json(store, serial)
+    files[MISS_RATE] = (canonical_json(miss_rate) + "\n").encode("utf-8")
     manifest = {
         "format": BUNDLE_FORMAT,
         "tool": f"weldinspect {__version__}",
@@ -385,15 +391,15 @@ def _add_overlay(
     return 1
 
 
-def _miss_rate_json(store: Store, serial: str) -> bytes:
-    """``audit/miss_rate.json``: the estimate over every machine and over ``serial`` alone."""
+def _miss_rate(store: Store, serial: str) -> dict[str, Any]:
+    """``audit/miss_rate.json``'s body: the estimate over every machine and over ``serial`` alone
+    (the claim report states the same figures)."""
     from inspection.evidence.audit import miss_rate_from_store
 
-    body = {
+    return {
         "all_machines": miss_rate_from_store(store).to_json(),
         "this_machine": miss_rate_from_store(store, serial=serial).to_json(),
     }
-    return (canonical_json(body) + "\n").encode("utf-8")
 
 
 def _readme(serial: str, full_chain: bool, n: int, steps: Sequence[str]) -> str:

@@ -32,6 +32,12 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from inspection.evidence.ledger import KIND_INSPECTION, KIND_REVIEW, EvidenceRecord
+from inspection.evidence.report_audit import (
+    MissRateSummary,
+    ModelApproval,
+    miss_rate_summaries,
+    model_approvals,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +120,15 @@ class ClaimReport:
     defect_grade: int = DEFECT_GRADE
     scope_note: str = ""
     verify_steps: tuple[str, ...] = field(default=())
+    miss_rate: tuple[MissRateSummary, ...] = ()
+    """The miss-rate estimates of ``audit/miss_rate.json`` (this machine, all machines); () = not carried."""
+    models: tuple[ModelApproval, ...] | None = None
+    """The models the inspections name with their approval; None = the bundle has no models section."""
+
+    @property
+    def reviewed(self) -> int:
+        """Inspections of the report that a person reviewed."""
+        return sum(1 for ln in self.lines if ln.reviewed)
 
 
 # ---- building (pure) ------------------------------------------------------------------------------
@@ -234,8 +249,17 @@ def build_claim_report(
     defect_grade: int = DEFECT_GRADE,
     scope_note: str = "",
     verify_steps: Sequence[str] = (),
+    miss_rate: Mapping[str, Any] | None = None,
+    models: Mapping[str, Any] | None = None,
+    model_records: Sequence[EvidenceRecord] = (),
 ) -> ClaimReport:
-    """A :class:`ClaimReport` from the bundle's inspection and review records (others are ignored)."""
+    """A :class:`ClaimReport` from the bundle's inspection and review records (others are ignored).
+
+    "Reviews and audit" (:mod:`inspection.evidence.report_audit`): ``miss_rate`` is the body of the
+    bundle's ``audit/miss_rate.json``, ``models`` the manifest's ``models`` section and
+    ``model_records`` the promotion/rollback records the bundle carries (None / empty: the report
+    says the bundle does not carry them).
+    """
     if not 1 <= defect_grade <= 3:
         msg = f"defect_grade must be in 1..3, got {defect_grade}"
         raise ValueError(msg)
@@ -267,6 +291,8 @@ def build_claim_report(
         defect_grade=defect_grade,
         scope_note=scope_note,
         verify_steps=tuple(verify_steps),
+        miss_rate=miss_rate_summaries(miss_rate),
+        models=model_approvals(models, model_records),
     )
 
 
@@ -499,6 +525,9 @@ def render_pdf(report: ClaimReport, trend: bytes) -> bytes:
     h2 = ParagraphStyle(
         "h2", parent=base, fontName=bold, fontSize=11, leading=14, spaceBefore=8, spaceAfter=4
     )
+    h3 = ParagraphStyle(
+        "h3", parent=base, fontName=bold, fontSize=9.5, leading=12, spaceBefore=6, spaceAfter=3
+    )
     verdict = ParagraphStyle(
         "verdict", parent=base, fontName=bold, fontSize=9.5, leading=12.5,
         backColor=colors.HexColor("#f4f4f4"), borderPadding=5, spaceBefore=2, spaceAfter=8,
@@ -591,6 +620,7 @@ def render_pdf(report: ClaimReport, trend: bytes) -> bytes:
         if ln.defective:
             style.add("BACKGROUND", (0, i), (-1, i), colors.HexColor("#fdecea"))
     table.setStyle(style)
+    audit = _audit_story(report, p, small, bold, h3, grid, width)
     steps = ListFlowable(
         [p(s) for s in report.verify_steps],
         bulletType="1",
@@ -615,6 +645,8 @@ def render_pdf(report: ClaimReport, trend: bytes) -> bytes:
         ),
         p("Defect trend", h2),
         img,
+        p("Reviews and audit", h2),
+        *audit,
         p("Inspections", h2),
         table,
         p("How to verify", h2),
@@ -641,6 +673,88 @@ def render_pdf(report: ClaimReport, trend: bytes) -> bytes:
     )  # fmt: skip
     doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return buf.getvalue()
+
+
+def _audit_story(
+    report: ClaimReport,
+    p: Callable[..., Any],
+    small: Any,
+    bold: str,
+    h3: Any,
+    grid: Any,
+    width: float,
+) -> list[Any]:
+    """The PDF's "Reviews and audit" flowables: reviewed count, miss-rate sentences, model approvals."""
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.lib.units import mm
+    from reportlab.platypus import KeepTogether, Table, TableStyle
+
+    strong = ParagraphStyle("strong", parent=small, fontName=bold, fontSize=8.5, leading=11, spaceBefore=3)
+    out: list[Any] = [
+        p(
+            f"{report.reviewed} of {len(report.lines)} inspections in this report were reviewed by a person "
+            "(their signed review records are in this bundle); a reviewer's grade replaces the model's."
+        )
+    ]
+    if report.miss_rate:
+        for est in report.miss_rate:
+            out.append(p(est.sentence(), strong))
+            if est.detail():
+                out.append(p(est.detail(), small))
+        wrong = report.miss_rate[0].wrong_means or "the reviewer disagreed with the model"
+        out.append(
+            p(
+                "Audit samples are a random share of the results the model did not flag, put in the review "
+                f"queue whatever they show. Wrong means: {wrong}. The upper bound is the upper end of the "
+                "two-sided interval (a 97.5 % one-sided bound). Computed at export from the store's "
+                "reviewed audit samples: audit/miss_rate.json, hashed in the signed manifest.",
+                small,
+            )
+        )
+    else:
+        out.append(
+            p(
+                "This bundle carries no miss-rate estimate (audit/miss_rate.json): it was exported before "
+                "audit sampling existed."
+            )
+        )
+    out.append(p("Model approvals", h3))
+    if report.models is None:
+        out.append(
+            p(
+                "This bundle carries no model approvals (no models section in its manifest): it was exported "
+                "before promotion records existed."
+            )
+        )
+        return out
+    if not report.models:
+        out.append(p("The inspections of this report name no model."))
+        return out
+    rows: list[list[Any]] = [
+        [
+            "Model version",
+            "Weights sha256",
+            "Approved by",
+            "When (UTC)",
+            "Record",
+            "Report sha256",
+            "Rollback",
+        ]
+    ]
+    for m in report.models:
+        record = f"{m.action} seq {m.seq}" if m.seq is not None else "-"
+        report_cell = (m.report_sha256[:12] if m.report_sha256 else "-") + (f" ({m.note})" if m.note else "")
+        rows.append([
+            p(m.label, small), p(m.sha256[:12], small), p(m.approved_by or "not promoted", small),
+            p(m.approved_at or "-", small), p(record, small), p(report_cell, small),
+            p(m.rollback or "-", small),
+        ])  # fmt: skip
+    col = [24 * mm, 25 * mm, 22 * mm, 22 * mm, 20 * mm, 32 * mm]
+    col.append(width - sum(col))
+    table = Table(rows, colWidths=col, repeatRows=1)
+    table.setStyle(TableStyle(grid.getCommands()))
+    out[-1] = KeepTogether([out[-1], table])  # the heading stays with the table
+    return out
 
 
 def pdf_page_png(pdf: bytes, page: int = 0, scale: float = 1.5) -> bytes:
