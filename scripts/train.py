@@ -23,6 +23,12 @@ def main(argv: list[str] | None = None) -> int:
         help="final configs: rewrite the artifact's MODEL_CARD.md from the runs as they are (no training)",
     )
     parser.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="LOWO configs: refit calibration.json from the finished run's oof.npz with the config's "
+        "calibration section (no training; the previous file is kept as calibration.previous.json)",
+    )
+    parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=YAML", help="override a top-level key"
     )
     args = parser.parse_args(argv)
@@ -50,6 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(
         [".venv/bin/python", "scripts/train.py", *(argv if argv is not None else sys.argv[1:])]
     )
+    if args.recalibrate:
+        from inspection.train.run import recalibrate_run
+
+        try:
+            calib = recalibrate_run(cfg)
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(
+            json.dumps(
+                {"peak_thresholds": calib["peak_thresholds"], "peak_rule": calib["peak_rule"]}, indent=2
+            )
+        )
+        return 0
     if args.card_only:
         from inspection.train.final import rebuild_card
 

@@ -193,3 +193,29 @@ def select_peak_threshold(
         if f1 >= best_f1:
             best_t, best_f1 = float(t), f1
     return best_t
+
+
+def select_pore_free_floor(
+    photo_peaks: npt.NDArray[Any], limit: float, *, lo: float = 0.05, hi: float = 0.95
+) -> float | None:
+    """The lowest peak threshold in ``[lo, hi]`` (the grid of :func:`select_peak_threshold`) at which
+    at most ``limit`` of the pore-free photos have a peak at or above it.
+
+    ``photo_peaks`` ``(M,)``: the highest porosity heatmap value of each photo labelled pore-free
+    (its worst tile). A peak at or above the threshold becomes a finding and grades the photo >= 1,
+    so this bounds the pore-free photos flagged (the decoder's seam mask and peak spacing can only
+    remove findings). Returns None without pore-free photos, ``hi`` when even ``hi`` flags more.
+    """
+    s = np.asarray(photo_peaks, dtype=np.float64)
+    if s.ndim != 1:
+        msg = f"photo_peaks must be 1-D, got shape {s.shape}"
+        raise ValueError(msg)
+    if not 0 < limit < 1:
+        msg = f"limit must be a share in (0, 1), got {limit}"
+        raise ValueError(msg)
+    if s.size == 0:
+        return None
+    for t in np.linspace(lo, hi, 91):
+        if float(np.mean(s >= t)) <= limit:
+            return float(t)
+    return float(hi)

@@ -94,12 +94,19 @@ class LossSection(_Section):
 
 
 class CalibrationSection(_Section):
-    """Abstain rule selection: at most ``max_severe_missed`` of true grade >= 2 output as 0."""
+    """Abstain rule selection: at most ``max_severe_missed`` of true grade >= 2 output as 0.
+
+    ``max_pore_free_flagged``: when set, the porosity peak threshold is raised (never lowered) until
+    at most this share of the out-of-fold photos labelled pore-free have a porosity peak at or above
+    it, i.e. would get a finding and grade >= 1 (:func:`inspection.train.calibrate.select_pore_free_floor`);
+    unset (the default), the threshold is the presence-F1 one alone.
+    """
 
     max_severe_missed: float = Field(0.02, ge=0, lt=1)
     min_confidence: float = Field(0.4, ge=0, le=1)
     ood_percentile: float = Field(99.0, gt=50, le=100)
     peak_threshold: float = Field(0.3, gt=0, lt=1)
+    max_pore_free_flagged: float | None = Field(None, gt=0, lt=1)
 
 
 class PretrainSection(_Section):

@@ -45,6 +45,7 @@ from inspection.train.calibrate import (
     fit_temperature,
     select_abstain_threshold,
     select_peak_threshold,
+    select_pore_free_floor,
 )
 from inspection.train.config import TrainConfig, write_resolved_config
 from inspection.train.fit import (
@@ -103,9 +104,34 @@ def calibrate_oof(oof: dict[str, npt.NDArray[Any]], cfg: TrainConfig) -> dict[st
         "porosity": select_peak_threshold(oof["heat_max"][:, 0], oof["porosity_grade"] > 0),
         "spatter": select_peak_threshold(oof["heat_max"][sp_mask, 1], oof["spatter_grade"][sp_mask] > 0),
     }
+    peak_rule: dict[str, Any] = {
+        "porosity": "presence F1 on out-of-fold tiles",
+        "f1_porosity": peaks["porosity"],
+    }
+    limit = cfg.calibration.max_pore_free_flagged
+    if limit is not None:
+        tile_ids = oof["sample"]
+        photo_ids = np.unique(tile_ids)
+        photo_peak = np.array([oof["heat_max"][tile_ids == i, 0].max() for i in photo_ids])
+        pore_free = oof["image_grade_by_sample"][photo_ids] == 0
+        floor = select_pore_free_floor(photo_peak[pore_free], limit)
+        peak_rule.update(
+            {
+                "max_pore_free_flagged": limit,
+                "pore_free_photos": int(pore_free.sum()),
+                "pore_free_floor": floor,
+            }
+        )
+        if floor is not None and floor > peaks["porosity"]:
+            peaks["porosity"] = floor
+            peak_rule["porosity"] = (
+                f"raised from the presence-F1 threshold so that <= {limit:.0%} of the out-of-fold "
+                "pore-free photos have a peak at or above it"
+            )
     return {
         "temperatures": {"porosity": por_t, "spatter": sp_t},
         "peak_thresholds": peaks,
+        "peak_rule": peak_rule,
         "abstain": {
             "porosity": {
                 "max_p_defect_for_zero": por_rule.max_p_defect_for_zero,
@@ -125,6 +151,32 @@ def calibrate_oof(oof: dict[str, npt.NDArray[Any]], cfg: TrainConfig) -> dict[st
             },
         },
     }
+
+
+def recalibrate_run(cfg: TrainConfig) -> dict[str, Any]:
+    """Refit ``calibration.json`` of the finished LOWO run ``cfg.run_dir`` from its ``oof.npz`` with
+    ``cfg``'s calibration section (no training). The previous file is kept as
+    ``calibration.previous.json``; ``metrics.json``'s ``calibration`` is updated too. Returns the
+    new calibration. Raises ``ValueError`` naming the missing file for an unfinished run."""
+    run_dir = cfg.run_dir
+    oof_path = run_dir / "oof.npz"
+    if not oof_path.is_file():
+        msg = f"{oof_path} does not exist: --recalibrate needs a finished LOWO run of this config"
+        raise ValueError(msg)
+    with np.load(oof_path, allow_pickle=False) as data:
+        oof = {k: data[k] for k in data.files}
+    calib = calibrate_oof(oof, cfg)
+    path = run_dir / "calibration.json"
+    if path.is_file():
+        (run_dir / "calibration.previous.json").write_text(path.read_text())
+    path.write_text(json.dumps(calib, indent=2))
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.is_file():
+        metrics = json.loads(metrics_path.read_text())
+        metrics["calibration"] = calib
+        metrics_path.write_text(json.dumps(metrics, indent=2))
+    log.info("%s recalibrated: peak thresholds %s", run_dir, calib["peak_thresholds"])
+    return calib
 
 
 def fold_metrics(

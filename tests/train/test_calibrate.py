@@ -13,6 +13,7 @@ from inspection.train.calibrate import (
     review_mask,
     select_abstain_threshold,
     select_peak_threshold,
+    select_pore_free_floor,
 )
 
 
@@ -89,3 +90,33 @@ def test_peak_threshold_separates_present_from_absent() -> None:
     t = select_peak_threshold(scores, present)
     assert 0.2 < t <= 0.6
     assert select_peak_threshold(scores, np.zeros(6, bool)) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("peaks", "limit", "expected"),
+    [
+        # 10 pore-free photos, peaks 0.1 .. 1.0; at most 10 % flagged: only the 1.0 photo may reach t
+        (np.linspace(0.1, 1.0, 10), 0.1, 0.91),
+        (np.linspace(0.1, 1.0, 10), 0.5, 0.51),  # above 0.5: 0.6 .. 1.0 are 5 of 10
+        (np.full(4, 0.02), 0.1, 0.05),  # every peak below the grid: the lowest threshold already holds
+        (np.full(4, 0.99), 0.1, 0.95),  # nothing on the grid holds: the highest one
+        (np.zeros(0), 0.1, None),  # no pore-free photo: no floor
+    ],
+)
+def test_pore_free_floor_bounds_the_flagged_share(
+    peaks: np.ndarray, limit: float, expected: float | None
+) -> None:
+    got = select_pore_free_floor(peaks, limit)
+    if expected is None:
+        assert got is None
+        return
+    assert got == pytest.approx(expected)
+    if 0.05 < expected < 0.95:
+        assert np.mean(peaks >= got) <= limit  # the bound holds at the floor
+        assert np.mean(peaks >= got - 0.01) > limit  # and the next lower grid step breaks it
+
+
+@pytest.mark.parametrize("limit", [0.0, 1.0, -0.1])
+def test_pore_free_floor_refuses_a_limit_outside_0_1(limit: float) -> None:
+    with pytest.raises(ValueError, match="share in"):
+        select_pore_free_floor(np.array([0.5]), limit)

@@ -102,6 +102,26 @@ def test_lowo_then_final_artifact_round_trip(tmp_path: Path, samples: list[Strip
     out = model(torch.zeros(1, 3, SMALL_PRE.strip_height, SMALL_PRE.tile_length))
     assert out.heatmap_logits.shape == (1, 2, SMALL_PRE.strip_height // 8, SMALL_PRE.tile_length // 8)
 
+    # refit the calibration from oof.npz with a bound on flagged pore-free photos (no training)
+    from inspection.train.run import recalibrate_run
+
+    assert calib["peak_rule"]["porosity"] == "presence F1 on out-of-fold tiles"
+    strict = cfg.model_copy(
+        update={"calibration": cfg.calibration.model_copy(update={"max_pore_free_flagged": 0.01})}
+    )
+    new = recalibrate_run(strict)
+    rule = new["peak_rule"]
+    assert rule["pore_free_photos"] == sum(s.grade == 0 for s in samples) > 0
+    assert new["peak_thresholds"]["porosity"] == pytest.approx(
+        max(rule["f1_porosity"], rule["pore_free_floor"])
+    )
+    assert new["peak_thresholds"]["porosity"] >= calib["peak_thresholds"]["porosity"]
+    assert new["temperatures"] == pytest.approx(calib["temperatures"])
+    assert json.loads((run_dir / "calibration.previous.json").read_text()) == calib
+    assert json.loads((run_dir / "calibration.json").read_text()) == new
+    with pytest.raises(ValueError, match=r"oof\.npz does not exist"):
+        recalibrate_run(_cfg(tmp_path, name="never-ran"))
+
 
 def test_final_without_lowo_run_is_an_error(tmp_path: Path, samples: list[StripSample]) -> None:
     from inspection.train.cache import CacheInfo
