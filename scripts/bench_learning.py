@@ -482,6 +482,7 @@ def plot(welds: Sequence[Mapping[str, Any]], path: Path) -> None:
         ("findings_per_good_photo", "porosity findings / good photo", False, 1.0),
         ("false_accept", "false accept (photos with pores)", True, TARGETS["false_accept"]),
     )
+    colour = {w["weld"]: f"C{i}" for i, w in enumerate(welds)}  # one colour per weld in every panel
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(18, 3.6))
     for ax, (key, title, pct, target) in zip(axes, panels, strict=False):
         for w in welds:
@@ -490,7 +491,7 @@ def plot(welds: Sequence[Mapping[str, Any]], path: Path) -> None:
                 r["figures"][key] * (100 if pct else 1) for r in w["rounds"] if r["figures"][key] is not None
             ]
             if xs:
-                ax.plot(xs, ys, "o-", label=w["weld"])
+                ax.plot(xs, ys, "o-", color=colour[w["weld"]], label=w["weld"])
         if target is not None:
             ax.axhline(target * (100 if pct else 1), color="grey", ls="--", lw=1, label="target")
         ax.set_title(title, fontsize=9)
@@ -502,7 +503,8 @@ def plot(welds: Sequence[Mapping[str, Any]], path: Path) -> None:
         ys = [100 * r["figures"]["graded_ge1"] for r in w["rounds"] if r["figures"]["graded_ge1"] is not None]
         xs = [r["reviewed"] for r in w["rounds"] if r["figures"]["graded_ge1"] is not None]
         if xs:
-            ax.plot(xs, ys, "o-", label=w["weld"] + (" (pore-free)" if w["pore_free"] else ""))
+            label = w["weld"] + (" (pore-free)" if w["pore_free"] else "")
+            ax.plot(xs, ys, "o-", color=colour[w["weld"]], label=label)
     ax.axhline(100 * TARGETS["pore_free_graded_ge1"], color="grey", ls="--", lw=1, label="pore-free target")
     ax.set_title("photos graded >= 1 (%)", fontsize=9)
     ax.set_xlabel("reviewed photos of the held-out weld")
