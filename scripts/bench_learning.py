@@ -341,6 +341,10 @@ def run_weld(
             champion, held, crops, opts.unlabelled, weld=weld, floor=opts.floor, threads=opts.threads
         )
         rows.append(_row(0, champion, fig, None, (time.perf_counter() - t1, cpu_seconds() - c1)))
+        # the other welds' photos, once: every round fine-tunes with the start model's preprocessing
+        # (fine_tune_config carries the champion's input contract from round to round)
+        start = fine_tune_config(cfg, read_config(champion))
+        base = [s for s in _base_samples(start, opts.data_root, corrections) if s.group != weld]
         done = 0
         for n in opts.rounds:
             rdir = wdir / f"round-{n:03d}"
@@ -363,8 +367,10 @@ def run_weld(
                 dataset.root, "train.jsonl", ft.preprocess, cache_dir=rdir / "cache",
                 cache_scale=ft.data.cache_scale, porosity_thresholds=ft.grading.porosity_thresholds,
             )  # fmt: skip
-            base = _base_samples(ft, opts.data_root, corrections)  # at the model's preprocessing
-            train = list(reviewed) + [s for s in base if s.group != weld]
+            if ft.preprocess != start.preprocess:  # cannot happen while fine-tuning keeps the contract
+                msg = f"{weld} round {n}: the model's preprocessing changed from the start model's"
+                raise BenchError(msg)
+            train = list(reviewed) + base
             result = train_challenger(
                 ft,
                 train,
